@@ -1,0 +1,2 @@
+/* placeholder: auth.c is being written */
+#include "compat.h"

@@ -1,0 +1,2 @@
+/* placeholder: conf.c is being written */
+#include "compat.h"

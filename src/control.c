@@ -1,0 +1,2 @@
+/* placeholder: control.c is being written */
+#include "compat.h"

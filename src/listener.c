@@ -1,0 +1,2 @@
+/* placeholder: listener.c is being written */
+#include "compat.h"

@@ -1,0 +1,2 @@
+/* placeholder: queue.c is being written */
+#include "compat.h"

@@ -1,0 +1,2 @@
+/* placeholder: rtconf.c is being written */
+#include "compat.h"

@@ -1,0 +1,2 @@
+/* placeholder: smtp_data.c is being written */
+#include "compat.h"

@@ -1,0 +1,2 @@
+/* placeholder: smtp_parse.c is being written */
+#include "compat.h"

@@ -1,0 +1,2 @@
+/* placeholder: smtp_server.c is being written */
+#include "compat.h"

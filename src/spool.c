@@ -1,0 +1,2 @@
+/* placeholder: spool.c is being written */
+#include "compat.h"

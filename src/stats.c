@@ -1,0 +1,2 @@
+/* placeholder: stats.c is being written */
+#include "compat.h"

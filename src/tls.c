@@ -1,0 +1,2 @@
+/* placeholder: tls.c is being written */
+#include "compat.h"

@@ -1,0 +1,2 @@
+/* placeholder: worker.c is being written */
+#include "compat.h"

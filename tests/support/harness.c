@@ -1,0 +1,2 @@
+/* placeholder */
+int harness_placeholder;

@@ -1,0 +1,2 @@
+/* placeholder */
+int smtpc_placeholder;

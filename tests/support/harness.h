@@ -1,0 +1,193 @@
+/*
+ * harness.h: runs the real posternd for one integration test.
+ *
+ * Each test (a Criterion child process) makes its own struct harness: a
+ * temp dir under /tmp holding the generated config, users file, TLS
+ * certificates, spool, control socket and the daemon's log.  Ports come
+ * from bind(0).  The delivery side points at a TCP port and a UDP port that
+ * the harness holds bound but never serves, so accepted mail stays queued.
+ * harness_free() at the end of a passing test stops the daemon and removes
+ * the dir; when a test fails first, an atexit hook kills the daemon, keeps
+ * the dir and prints its path and the log's tail to stderr.
+ *
+ * Functions return 0/-1 (or NULL) and leave a message in harness_err(h).
+ */
+#ifndef POSTERN_HARNESS_H
+#define POSTERN_HARNESS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include <jansson.h>
+
+#include "smtpc.h"
+
+#define HARNESS_MAX_LISTENERS	8
+#define HARNESS_ERR_MAX		4096
+
+struct harness_listener {
+	char	address[64];
+	int	port;
+	char	tls[16];	/* "none" | "starttls" | "implicit" */
+	char	auth[16];	/* "none" | "optional" | "required" */
+};
+
+struct harness {
+	char	 dir[128];		/* the per-test temp dir */
+	char	 conf_path[256];
+	char	 log_path[256];
+	char	 spool_dir[256];
+	char	 control_path[256];
+	char	 users_path[256];
+	char	 cert_dir[200];		/* dir/certs: ca.pem, server.pem ... */
+	char	 ca_path[256];		/* cert_dir/ca.pem */
+	char	 hostname[64];		/* "relay.test" */
+
+	struct harness_listener listeners[HARNESS_MAX_LISTENERS];
+	size_t	 nlisteners;
+
+	/* Config fragments, owned; NULL leaves the key out (daemon default). */
+	char	*relay_networks;	/* value: "[ \"127.0.0.0/8\" ]" */
+	char	*limits;		/* statements inside limits = { } */
+	char	*extra;			/* top-level statements appended */
+	char	*user;			/* default: name of the current uid */
+	bool	 tls;			/* write the tls = { } block */
+	bool	 have_users;		/* write auth = { users_file } */
+	bool	 raw_conf;		/* conf_path written by the test */
+
+	int	 smarthost_port;	/* bound TCP, never listening */
+	int	 dns_port;		/* bound UDP, never answering */
+	int	 hold_fds[2];
+
+	pid_t	 pid;			/* running daemon or -1 */
+	int	 exit_status;		/* wait status of the last stop */
+	bool	 freed;
+	char	 err[HARNESS_ERR_MAX];
+	struct harness *next;		/* live list for the atexit hook */
+};
+
+/* $POSTERN_BUILDDIR (default /work/build-dev) and $POSTERN_SRCDIR. */
+const char	*harness_builddir(void);
+const char	*harness_srcdir(void);
+/* Path of the daemon binary under the build dir. */
+const char	*harness_posternd(void);
+
+/* A new harness with defaults and no listener; NULL on failure. */
+struct harness	*harness_new(void);
+/* Stop the daemon (if any), remove the temp dir, free. */
+void		 harness_free(struct harness *);
+const char	*harness_err(const struct harness *);
+
+/*
+ * Add a listener on address (NULL: 127.0.0.1) with a fresh free port.
+ * tls != "none" turns on the certificates.  Returns the index or -1.
+ */
+int		 harness_listen(struct harness *, const char *address,
+		    const char *tls, const char *auth);
+int		 harness_port(const struct harness *, int idx);
+const char	*harness_address(const struct harness *, int idx);
+
+/* Set a config fragment (copied).  NULL restores the default. */
+void		 harness_set_relay_networks(struct harness *, const char *);
+void		 harness_set_limits(struct harness *, const char *);
+void		 harness_append_conf(struct harness *, const char *);
+void		 harness_set_user(struct harness *, const char *);
+
+/*
+ * Add name:hash[:domains] to the users file, the hash made by
+ * "posternd --hash-password" from password.  domains may be NULL.
+ */
+int		 harness_add_user(struct harness *, const char *name,
+		    const char *password, const char *domains);
+/* Run gen-certs.sh into cert_dir (once) and write the tls block. */
+int		 harness_use_tls(struct harness *);
+/* Write conf_path from the template and the fragments. */
+int		 harness_write_conf(struct harness *);
+/* Use a config file the test wrote itself (no template). */
+int		 harness_set_conf_text(struct harness *, const char *text);
+
+/*
+ * Start posternd -f -c conf_path (extra_args appended, may be NULL) with
+ * cwd = dir and stdout+stderr into log_path; wait up to 30 s for every
+ * listener port to be in LISTEN state and the control socket to exist.
+ */
+int		 harness_start(struct harness *);
+int		 harness_start_args(struct harness *, const char *const *extra);
+/* SIGTERM, wait up to 30 s (then SIGKILL); exit status in exit_status. */
+int		 harness_stop(struct harness *);
+/* SIGKILL and reap. */
+int		 harness_kill9(struct harness *);
+/* Start again on the same config and spool. */
+int		 harness_restart(struct harness *);
+/* Send a signal to the running daemon. */
+int		 harness_signal(struct harness *, int sig);
+/* Whether the daemon process is still running (reaps it if not). */
+bool		 harness_is_running(struct harness *);
+/* Wait up to timeout_s for the daemon to exit on its own. */
+int		 harness_wait_exit(struct harness *, int timeout_s);
+
+/* Whether a POSIX extended regex matches a line of the daemon's log. */
+bool		 harness_log_grep(struct harness *, const char *regex);
+/* Poll harness_log_grep until it matches or timeout_s passes. */
+bool		 harness_log_wait(struct harness *, const char *regex,
+		    int timeout_s);
+/* Number of log lines matching regex. */
+int		 harness_log_count(struct harness *, const char *regex);
+/* The last n lines of the log in a static buffer (for messages). */
+const char	*harness_log_tail(struct harness *, int nlines);
+
+/*
+ * Send one JSON line to the control socket, return the parsed reply (the
+ * caller json_decref()s it) or NULL with err set.
+ */
+json_t		*harness_control(struct harness *, const char *request);
+/*
+ * The ids of "queue" (limit 100000) into ids[max][9]: the count, or -1.
+ */
+int		 harness_queue_ids(struct harness *, char (*ids)[9],
+		    size_t max);
+/* Count of queued messages, or -1. */
+int		 harness_queue_count(struct harness *);
+bool		 harness_queue_has(struct harness *, const char *id);
+/*
+ * The queue file of id (spool_dir/queue/<id>, else any file under the
+ * spool whose name starts with id), malloc'd, NUL-terminated; NULL if none.
+ */
+char		*harness_spool_read(struct harness *, const char *id,
+		    size_t *len);
+
+/* Connect to listener idx and read the 220 greeting: NULL on failure. */
+struct smtpc	*harness_session(struct harness *, int idx);
+/* harness_session plus EHLO client.test answered 250. */
+struct smtpc	*harness_session_ehlo(struct harness *, int idx);
+/* A fresh session still gets 220 and QUIT gets 221. */
+bool		 harness_still_serves(struct harness *, int idx);
+
+/*
+ * Run argv with stdin_data (may be NULL) on stdin, capture stdout+stderr
+ * (up to outlen-1 bytes) into out; returns the wait status or -1.
+ */
+int		 harness_run(const char *const *argv, const char *stdin_data,
+		    char *out, size_t outlen, int timeout_s);
+/* Hash password with posternd --hash-password into hash: 0 or -1. */
+int		 harness_hash_password(const char *password, char *hash,
+		    size_t hashlen, char *err, size_t errlen);
+
+/* Whether the log has a per-message line of any queued message. */
+bool		 harness_log_has_queued(struct harness *);
+
+/*
+ * Assertion helpers for the tests (they use Criterion's cr_assert, so the
+ * test file includes <criterion/criterion.h> first).
+ */
+#define HARNESS_EXPECT(c, want, what)					\
+	cr_assert(smtpc_expect((c), (want)),				\
+	    "%s: got \"%s\", want \"%s\"", (what), smtpc_last(c), (want))
+#define HARNESS_CMD(c, line, want)					\
+	cr_assert(smtpc_cmd_expect((c), (line), (want)),			\
+	    "%s: got \"%s\", want \"%s\"", (line), smtpc_last(c), (want))
+#define HARNESS_START(h)						\
+	cr_assert(harness_start(h) == 0, "start: %s", harness_err(h))
+
+#endif /* POSTERN_HARNESS_H */

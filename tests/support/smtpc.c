@@ -40,6 +40,8 @@
 
 /* Room for a few replies in flight; a reply line longer than this is bad. */
 #define SMTPC_INBUF	65536
+#define SMTPC_EHLO_LINES	64
+#define SMTPC_EHLO_LINE		512
 
 struct smtpc {
 	int		 fd;
@@ -54,7 +56,9 @@ struct smtpc {
 	size_t		 inlen;
 	int		 last_code;
 	char		 last[SMTPC_REPLY_MAX];
-	char		 ehlo[SMTPC_REPLY_MAX];	/* text of the last EHLO 250 */
+	/* Lines of the last EHLO 250 reply, prefixes stripped. */
+	char		 ehlo[SMTPC_EHLO_LINES][SMTPC_EHLO_LINE];
+	size_t		 nehlo;
 };
 
 static void
@@ -594,39 +598,44 @@ smtpc_error(const struct smtpc *c)
 int
 smtpc_ehlo(struct smtpc *c, const char *name)
 {
-	char	line[600], text[SMTPC_REPLY_MAX];
-	int	code;
+	char		 line[600], text[SMTPC_REPLY_MAX];
+	const char	*p, *nl;
+	size_t		 n;
+	int		 code;
 
 	snprintf(line, sizeof(line), "EHLO %s", name);
 	if (smtpc_send_line(c, line) == -1)
 		return (-1);
 	if (smtpc_read_reply(c, &code, text, sizeof(text), 0) == -1)
 		return (-1);
-	if (code == 250)
-		strlcpy(c->ehlo, text, sizeof(c->ehlo));
-	else
-		c->ehlo[0] = '\0';
+	c->nehlo = 0;
+	if (code != 250)
+		return (code);
+	for (p = text; c->nehlo < SMTPC_EHLO_LINES; p = nl + 1) {
+		nl = strchr(p, '\n');
+		n = nl != NULL ? (size_t)(nl - p) : strlen(p);
+		if (n >= SMTPC_EHLO_LINE)
+			n = SMTPC_EHLO_LINE - 1;
+		memcpy(c->ehlo[c->nehlo], p, n);
+		c->ehlo[c->nehlo++][n] = '\0';
+		if (nl == NULL)
+			break;
+	}
 	return (code);
 }
 
 const char *
 smtpc_ext_param(const struct smtpc *c, const char *keyword)
 {
-	const char	*p, *nl;
-	size_t		 klen = strlen(keyword);
+	const char	*p;
+	size_t		 i, klen = strlen(keyword);
 
-	/* The first line is the greeting name, not a keyword. */
-	if ((p = strchr(c->ehlo, '\n')) == NULL)
-		return (NULL);
-	for (p++; *p != '\0'; p = nl + 1) {
-		nl = strchr(p, '\n');
+	/* Line 0 is the greeting name, not a keyword. */
+	for (i = 1; i < c->nehlo; i++) {
+		p = c->ehlo[i];
 		if (strncasecmp(p, keyword, klen) == 0 &&
-		    (p[klen] == '\0' || p[klen] == ' ' || p[klen] == '\n' ||
-		    p[klen] == '='))
-			return (p[klen] == ' ' || p[klen] == '=' ?
-			    p + klen + 1 : p + klen);
-		if (nl == NULL)
-			break;
+		    (p[klen] == '\0' || p[klen] == ' ' || p[klen] == '='))
+			return (p[klen] == '\0' ? p + klen : p + klen + 1);
 	}
 	return (NULL);
 }

@@ -1,0 +1,2 @@
+/* placeholder: dns.c is being written */
+#include "compat.h"

@@ -1,0 +1,2 @@
+/* placeholder: smtp_client.c is being written */
+#include "compat.h"

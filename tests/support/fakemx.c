@@ -1,0 +1,2 @@
+/* placeholder: fakemx is being written */
+int main(void) { return 0; }

@@ -674,14 +674,13 @@ harness_start_args(struct harness *h, const char *const *extra)
 	const char	*argv[32];
 	size_t		 n = 0;
 	pid_t		 pid, parent = getpid();
-	long		 deadline;
 	int		 fd;
 
 	if (h->pid > 0) {
 		harness_seterr(h, "daemon already running");
 		return (-1);
 	}
-	if (!h->raw_conf && harness_write_conf(h) == -1)
+	if (!h->raw_conf && !h->no_conf_arg && harness_write_conf(h) == -1)
 		return (-1);
 	if (access(harness_posternd(), X_OK) == -1) {
 		harness_seterr(h, "%s: %s (build it first)",
@@ -690,8 +689,10 @@ harness_start_args(struct harness *h, const char *const *extra)
 	}
 	argv[n++] = harness_posternd();
 	argv[n++] = "-f";
-	argv[n++] = "-c";
-	argv[n++] = h->conf_path;
+	if (!h->no_conf_arg) {
+		argv[n++] = "-c";
+		argv[n++] = h->conf_path;
+	}
 	while (extra != NULL && *extra != NULL && n < nitems(argv) - 1)
 		argv[n++] = *extra++;
 	argv[n] = NULL;
@@ -718,10 +719,17 @@ harness_start_args(struct harness *h, const char *const *extra)
 		_exit(127);
 	}
 	h->pid = pid;
-	deadline = harness_now_ms() + HARNESS_START_TIMEOUT * 1000L;
+	return (harness_wait_ready(h, HARNESS_START_TIMEOUT));
+}
+
+int
+harness_wait_ready(struct harness *h, int timeout_s)
+{
+	long	deadline = harness_now_ms() + (long)timeout_s * 1000;
+
 	for (;;) {
 		if (harness_reap(h)) {
-			harness_seterr(h, "posternd exited during start-up "
+			harness_seterr(h, "posternd exited "
 			    "(status 0x%x); log:\n%s", h->exit_status,
 			    harness_log_tail(h, 30));
 			return (-1);
@@ -733,8 +741,14 @@ harness_start_args(struct harness *h, const char *const *extra)
 		harness_sleep_ms(50);
 	}
 	harness_seterr(h, "posternd not ready after %d s; log:\n%s",
-	    HARNESS_START_TIMEOUT, harness_log_tail(h, 30));
+	    timeout_s, harness_log_tail(h, 30));
 	return (-1);
+}
+
+bool
+harness_port_is_listening(int port)
+{
+	return (harness_port_listening(port));
 }
 
 int

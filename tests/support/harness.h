@@ -55,6 +55,7 @@ struct harness {
 	bool	 tls;			/* write the tls = { } block */
 	bool	 have_users;		/* write auth = { users_file } */
 	bool	 raw_conf;		/* conf_path written by the test */
+	bool	 no_conf_arg;		/* start without -c (embedded default) */
 
 	int	 smarthost_port;	/* bound TCP, never listening */
 	int	 dns_port;		/* bound UDP, never answering */
@@ -108,12 +109,20 @@ int		 harness_write_conf(struct harness *);
 int		 harness_set_conf_text(struct harness *, const char *text);
 
 /*
- * Start posternd -f -c conf_path (extra_args appended, may be NULL) with
+ * Start posternd -f -c conf_path (extra appended, may be NULL) with
  * cwd = dir and stdout+stderr into log_path; wait up to 30 s for every
  * listener port to be in LISTEN state and the control socket to exist.
  */
 int		 harness_start(struct harness *);
 int		 harness_start_args(struct harness *, const char *const *extra);
+/*
+ * Wait until every listener in h->listeners is in LISTEN state and the
+ * control socket (if control_path is not empty) accepts; -1 if the daemon
+ * exits or timeout_s passes.
+ */
+int		 harness_wait_ready(struct harness *, int timeout_s);
+/* Whether some socket listens on TCP port (any local address). */
+bool		 harness_port_is_listening(int port);
 /* SIGTERM, wait up to 30 s (then SIGKILL); exit status in exit_status. */
 int		 harness_stop(struct harness *);
 /* SIGKILL and reap. */

@@ -1136,3 +1136,68 @@ Test(conf, value_escaped_in_messages)
 	    errs.errors[0]);
 	conf_errors_free(&errs);
 }
+
+/* Replace every from in *text by to. */
+static void
+test_replace(char **text, const char *from, const char *to)
+{
+	char	*p, *out;
+
+	while ((p = strstr(*text, from)) != NULL) {
+		xasprintf(&out, "%.*s%s%s", (int)(p - *text), *text, to,
+		    p + strlen(from));
+		free(*text);
+		*text = out;
+	}
+}
+
+/* etc/postern.conf.example loads once the files it names exist. */
+Test(conf, shipped_example_loads)
+{
+	static const char *const files[] = {
+		"fullchain.pem", "privkey.pem", "users", "example.com.rsa.pem",
+		"example.com.ed25519.pem", "ca-certificates.crt"
+	};
+	struct conf_errors	 errs;
+	struct conf		*c;
+	char			 path[512], *text;
+	const char		*tail = "tests/unit/test_conf.c";
+	size_t			 flen = strlen(__FILE__), i;
+	FILE			*f;
+	long			 len;
+
+	/* The source tree is where this file is. */
+	cr_assert(flen >= strlen(tail));
+	snprintf(path, sizeof(path), "%.*setc/postern.conf.example",
+	    (int)(flen - strlen(tail)), __FILE__);
+	f = fopen(path, "r");
+	cr_assert_not_null(f, "cannot open %s", path);
+	fseek(f, 0, SEEK_END);
+	len = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	text = xcalloc(1, (size_t)len + 1);
+	cr_assert_eq(fread(text, 1, (size_t)len, f), (size_t)len);
+	fclose(f);
+
+	test_replace(&text, "/etc/postern/tls/", "@D@/");
+	test_replace(&text, "/etc/postern/dkim/", "@D@/");
+	test_replace(&text, "/etc/postern/", "@D@/");
+	test_replace(&text, "/etc/ssl/certs/", "@D@/");
+	test_replace(&text, "/usr/libexec/postern/", "@D@/");
+	for (i = 0; i < nitems(files); i++)
+		free(test_write(files[i], "x\n", 0640));
+	free(test_write("open-case", "#!/bin/sh\nexit 0\n", 0755));
+
+	c = test_load(text, &errs);
+	free(text);
+	test_dump("error", errs.errors, errs.nerrors);
+	test_dump("warning", errs.warnings, errs.nwarnings);
+	cr_assert_not_null(c, "the shipped example must load");
+	cr_expect_eq(errs.nwarnings, 0);
+	cr_expect_eq(c->nlisten, 3);
+	cr_expect_eq(c->ndkim, 2);
+	cr_expect_eq(c->ntls_policy, 2);
+	cr_expect_str_eq(c->metrics.listen.host, "127.0.0.1");
+	conf_free(c);
+	conf_errors_free(&errs);
+}

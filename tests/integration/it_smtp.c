@@ -905,8 +905,10 @@ Test(it_smtp, in42_hop_count, .timeout = IT_TIMEOUT)
 }
 
 /*
- * IN-12: content before its reply.  (interp.) The pipelined group gets a
- * single 554 5.5.0 and the close; neither the EHLO nor the DATA is run.
+ * IN-12: content before its reply: 554 5.5.0 and the close, and the
+ * pipelined MAIL or message is never run.  (interp.) The EHLO itself may
+ * still be answered first, as Postfix does (it notices the early input
+ * when it reads the next command); for DATA no 354 may come first.
  */
 Test(it_smtp, in12_ehlo_not_last_in_group, .timeout = IT_TIMEOUT)
 {
@@ -916,7 +918,10 @@ Test(it_smtp, in12_ehlo_not_last_in_group, .timeout = IT_TIMEOUT)
 
 	cr_assert((c = harness_session(h, 0)) != NULL, "%s", harness_err(h));
 	cr_assert(smtpc_send_raw(c, p, sizeof(p) - 1) == 0);
-	HARNESS_EXPECT(c, "554 5.5.0", "EHLO+MAIL in one write");
+	cr_assert(smtpc_expect(c, "554 5.5.0|250"), "EHLO+MAIL: got %s",
+	    smtpc_last(c));
+	if (smtpc_last_code(c) == 250)
+		HARNESS_EXPECT(c, "554 5.5.0", "MAIL pipelined after EHLO");
 	it_assert_closed(c, "IN-12 EHLO");
 	smtpc_close(c);
 	it_assert_serves(h, "IN-12 EHLO");

@@ -25,6 +25,16 @@ void	fatalx(const char *, ...)
 	    __attribute__((format(printf, 1, 2), noreturn));
 
 /*
+ * The one formatter of per-recipient delivery lines (SPEC section 7):
+ * "ID: to=<rcpt>, relay=host[ip]:port, delay=S, tls=V, tls_verified=yes|no,
+ * dsn=X.Y.Z, status=sent|deferred|bounced|expired (reply)".  The reply is
+ * peer text and is escaped here.
+ */
+void	log_delivery(const char *id, const char *rcpt, const char *relay,
+	    double delay, const char *tls, bool verified, const char *dsn,
+	    const char *status, const char *reply);
+
+/*
  * Capture mode for tests and for posternd -n: lines are appended to a
  * caller-owned callback instead of syslog/stderr.
  */

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "util.h"
 
 #define LOG_LINE_MAX	2048
 
@@ -142,4 +143,19 @@ fatalx(const char *fmt, ...)
 	log_emit(LOG_CRIT, "fatal: ", fmt, ap, 0);
 	va_end(ap);
 	exit(1);
+}
+
+void
+log_delivery(const char *id, const char *rcpt, const char *relay,
+    double delay, const char *tls, bool verified, const char *dsn,
+    const char *status, const char *reply)
+{
+	char	erply[1024], ercpt[1024];
+
+	util_escape(erply, sizeof(erply), reply, strlen(reply));
+	util_escape(ercpt, sizeof(ercpt), rcpt, strlen(rcpt));
+	log_info("%s: to=<%s>, relay=%s, delay=%.2f, tls=%s, "
+	    "tls_verified=%s, dsn=%s, status=%s (%s)", id, ercpt, relay,
+	    delay < 0 ? 0.0 : delay, tls, verified ? "yes" : "no", dsn, status,
+	    erply);
 }

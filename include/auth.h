@@ -12,7 +12,8 @@
 
 /* Buffer sizes, NUL included, for a decoded user name and password. */
 #define AUTH_USER_MAX		256
-#define AUTH_PASS_MAX		512	/* libxcrypt's CRYPT_MAX_PASSPHRASE_SIZE */
+/* libxcrypt's CRYPT_MAX_PASSPHRASE_SIZE: crypt(3) takes no longer phrase. */
+#define AUTH_PASS_MAX		512
 
 struct auth_db;
 
@@ -30,9 +31,10 @@ bool	 auth_db_has_user(const struct auth_db *, const char *user);
  * equals one of its domains, compared without regard to ASCII case.  The
  * match is exact: listing example.com does NOT allow sub.example.com.
  */
-bool	 auth_db_user_may_send_from(const struct auth_db *, const char *user,
-	    const char *domain);
-bool	 auth_db_user_is_restricted(const struct auth_db *, const char *user);
+bool	 auth_db_user_may_send_from(const struct auth_db *,
+	    const char *user, const char *domain);
+bool	 auth_db_user_is_restricted(const struct auth_db *,
+	    const char *user);
 
 /*
  * SASL decoding.  Input is the response line without CRLF.  Base64 is

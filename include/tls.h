@@ -20,14 +20,15 @@
  * refuses a key file others can read (tls_check_key_file) or a key that does
  * not match the certificate.  NULL with a readable reason in err.
  */
-SSL_CTX	*tls_server_ctx_new(const char *cert, const char *key, int min_version,
-	    char *err, size_t errlen);
+SSL_CTX	*tls_server_ctx_new(const char *cert, const char *key,
+	    int min_version, char *err, size_t errlen);
 /*
  * Outbound: TLS >= 1.2; CA from ca_file when it is non-NULL and non-empty,
  * else the system default paths.  Verification is off here and is turned on
  * per connection by tls_client_setup().
  */
-SSL_CTX	*tls_client_ctx_new(const char *ca_file, char *err, size_t errlen);
+SSL_CTX	*tls_client_ctx_new(const char *ca_file, char *err,
+	    size_t errlen);
 /*
  * Per connection: SNI = host (not for an IP literal), a trailing dot
  * ignored; with verify, SSL_VERIFY_PEER and a check of host against the

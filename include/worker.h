@@ -17,8 +17,9 @@ struct worker_pool;
 /* Bounds on the number of threads in one pool. */
 #define WORKER_THREADS_MAX	64
 
-typedef void (*worker_fn)(void *arg);		/* runs on a worker thread */
-typedef void (*worker_done_fn)(void *arg);	/* then on the loop thread; owns arg */
+/* fn runs on a worker thread; done then runs on the loop thread, owns arg. */
+typedef void (*worker_fn)(void *arg);
+typedef void (*worker_done_fn)(void *arg);
 
 /* A pool of nthreads (1..WORKER_THREADS_MAX) threads reporting to base. */
 struct worker_pool *worker_pool_new(struct event_base *, int nthreads,

@@ -52,7 +52,7 @@ struct auth_db {
 	struct auth_user	*users;	/* owned, sorted by name */
 	size_t			 nusers;
 	/* Hash used for unknown users: the first user's, or a constant. */
-	const char		*dummy;	/* borrowed from users[] or static */
+	const char		*dummy;	/* borrowed */
 };
 
 struct auth_check {
@@ -428,7 +428,7 @@ auth_db_free(struct auth_db *db)
 size_t
 auth_db_count(const struct auth_db *db)
 {
-	return (db->nusers);
+	return (db != NULL ? db->nusers : 0);
 }
 
 static int
@@ -780,7 +780,7 @@ auth_hash_password(const char *pw, char *err, size_t errlen)
 	}
 	cd = xcalloc(1, sizeof(*cd));
 	for (i = 0; i < nitems(prefixes) && hash == NULL; i++) {
-		/* count 0 and no entropy: libcrypt's default cost, random salt. */
+		/* Count 0, no entropy: default cost, random salt. */
 		if ((setting = crypt_gensalt_ra(prefixes[i], 0, NULL, 0)) ==
 		    NULL)
 			continue;

@@ -267,7 +267,7 @@ tls_client_setup(SSL *ssl, const char *host, bool verify, char *err,
 		    SMTP_DOMAIN_MAX);
 		return (-1);
 	}
-	/* DNS gives "mx.example." at times; certificates never carry the dot. */
+	/* DNS gives "mx.example." at times; certificates have no dot. */
 	strlcpy(name, host, sizeof(name));
 	if (len > 1 && name[len - 1] == '.')
 		name[--len] = '\0';

@@ -40,19 +40,19 @@ struct worker_job {
 TAILQ_HEAD(worker_jobs, worker_job);
 
 struct worker_pool {
-	struct event_base	*base;		/* borrowed */
-	struct event		*wake;		/* owned; fd-less, made active */
-	pthread_t		*threads;	/* owned */
+	struct event_base	*base;	/* borrowed */
+	struct event		*wake;	/* owned; fd-less */
+	pthread_t		*threads; /* owned */
 	int			 nthreads;
-	pthread_mutex_t		 mtx;		/* guards everything below */
+	pthread_mutex_t		 mtx;	/* guards everything below */
 	pthread_cond_t		 cond;
-	struct worker_jobs	 queue;		/* waiting to run */
-	struct worker_jobs	 done;		/* finished, done cb not run */
+	struct worker_jobs	 queue;	/* waiting to run */
+	struct worker_jobs	 done;	/* done cb not run yet */
 	size_t			 nqueued;
 	size_t			 pending;
 	bool			 stopping;
-	bool			 woken;		/* wake is already active */
-	bool			 dispatching;	/* inside worker_dispatch */
+	bool			 woken;	/* wake is already active */
+	bool			 dispatching; /* inside worker_run_done */
 };
 
 static void	*worker_main(void *);

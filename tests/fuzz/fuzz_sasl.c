@@ -82,7 +82,8 @@ fz_ref_plain(const uint8_t *in, size_t len, size_t userlen, size_t passlen,
     char *user, char *pass)
 {
 	static unsigned char	 buf[FZ_DECODED_MAX + 4];
-	size_t			 i, nuls = 0, pos[2] = { 0, 0 }, zlen, clen, plen;
+	size_t			 i, nuls = 0, pos[2] = { 0, 0 };
+	size_t			 zlen, clen, plen;
 	int			 n;
 
 	n = fz_ref_b64(in, len, buf);
@@ -168,7 +169,8 @@ fz_plain(const uint8_t *d, size_t n, size_t userlen, size_t passlen)
 static void
 fz_login(const uint8_t *d, size_t n, size_t outlen)
 {
-	static char		 out[FZ_DECODED_MAX + 1], ref[FZ_DECODED_MAX + 1];
+	static char		 out[FZ_DECODED_MAX + 1];
+	static char		 ref[FZ_DECODED_MAX + 1];
 	enum auth_decode	 got, want;
 
 	got = auth_sasl_login_decode((const char *)d, n, out, outlen);

@@ -77,8 +77,12 @@ Test(auth, users_file_valid)
 	    "alice:" H_Y "\n"
 	    "bob:" H_6 ":example.com,Example.ORG\r\n"
 	    "carol@example.net:" H_5 ":ex-ample.net , b.example.net  \n"
+	    "erin:$gy$j9T$.AsZDvBw1BGQ2EgvjCfQ3/$WCfESuc9IXNP8X7zTHIs0ZcIT8GdN3q7"
+	    ".jHmNiN1Os1\n"
+	    "frank:$7$CU..../....9DQP5YWHey9Xm4fP1XMAZ/$sOt8uRyh08ab4JBm0Rpd40bf3"
+	    "yLV/SspSL6h24rKGzD\n"
 	    "dave:" H_2B);	/* no final newline */
-	cr_assert_eq(auth_db_count(db), 4, "got %zu users, want 4",
+	cr_assert_eq(auth_db_count(db), 6, "got %zu users, want 6",
 	    auth_db_count(db));
 	cr_assert(auth_db_has_user(db, "alice"));
 	cr_assert(auth_db_has_user(db, "carol@example.net"));
@@ -86,7 +90,11 @@ Test(auth, users_file_valid)
 	cr_assert(!auth_db_has_user(db, "Alice"), "user names are exact");
 	cr_assert(!auth_db_has_user(db, "eve"));
 	cr_assert(!auth_db_has_user(db, ""));
+	cr_assert(!auth_db_has_user(db, NULL));
+	cr_assert(!auth_db_has_user(NULL, "alice"));
+	cr_assert_eq(auth_db_count(NULL), 0);
 	auth_db_free(db);
+	auth_db_free(NULL);
 }
 
 Test(auth, domain_restriction)

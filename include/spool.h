@@ -162,8 +162,9 @@ struct spool_record {
  * is on disk.  After a non-zero error the record may or may not survive a
  * crash.  Returns -1 (EINVAL, ESHUTDOWN) without calling cb.
  */
-int	 spool_journal_append(struct spool *, qid_t, const struct spool_record *,
-		    spool_done_cb, uint64_t cookie, void *arg);
+int	 spool_journal_append(struct spool *, qid_t,
+		    const struct spool_record *, spool_done_cb, uint64_t cookie,
+		    void *arg);
 /* Unlink queue/<id> durably; cb may be NULL (ENOENT when it was absent). */
 int	 spool_remove(struct spool *, qid_t, spool_done_cb, uint64_t cookie,
 		    void *arg);
@@ -191,7 +192,8 @@ void	 spool_get_stats(struct spool *, struct spool_stats *);
  * the caller frees.  Returns -1 with err set for an envelope the spool
  * refuses (no recipient, a field over SPOOL_FIELD_MAX, ...).
  */
-int	 spool_encode_envelope(const struct spool_envelope *, uint64_t body_len,
-		    uint8_t **out, size_t *outlen, char *err, size_t errlen);
+int	 spool_encode_envelope(const struct spool_envelope *,
+		    uint64_t body_len, uint8_t **out, size_t *outlen, char *err,
+		    size_t errlen);
 
 #endif /* POSTERN_SPOOL_H */

@@ -49,7 +49,8 @@
 #define SPOOL_ENVREC_HDR	6	/* u16 type, u32 length */
 #define SPOOL_JREC_HDR		4	/* u16 type, u16 length */
 #define SPOOL_JREC_PAYLOAD_MAX	1024
-#define SPOOL_JREC_MAX		(SPOOL_JREC_HDR + SPOOL_JREC_PAYLOAD_MAX + 4)
+#define SPOOL_JREC_MAX \
+	(SPOOL_JREC_HDR + SPOOL_JREC_PAYLOAD_MAX + 4)
 #define SPOOL_IO_CHUNK		(64 * 1024)
 #define SPOOL_TMPNAME_MAX	32
 
@@ -658,8 +659,8 @@ spool_pwrite(int fd, const void *buf, size_t len, off_t off)
 	size_t	done = 0;
 
 	while (done < len) {
-		ssize_t	n = pwrite(fd, (const char *)buf + done, len - done,
-		    off + (off_t)done);
+		ssize_t	n = pwrite(fd, (const char *)buf + done,
+		    len - done, off + (off_t)done);
 
 		if (n == -1) {
 			if (errno == EINTR)

@@ -27,6 +27,7 @@
 #include <event2/event.h>
 #include <event2/thread.h>
 
+#include "log.h"
 #include "spool.h"
 #include "util.h"
 
@@ -41,9 +42,24 @@ static int	ndone;
 static int	done_err[MAXDONE];
 static int	done_seen[MAXDONE];
 
+/* Log lines captured from the spool, one per line. */
+static char	logbuf[65536];
+
+static void
+capture_log(int prio, const char *line, void *arg)
+{
+	(void)prio;
+	(void)arg;
+	cr_assert_null(strpbrk(line, "\r\n"), "raw CR/LF in a log line");
+	strlcat(logbuf, line, sizeof(logbuf));
+	strlcat(logbuf, "\n", sizeof(logbuf));
+}
+
 static void
 setup(void)
 {
+	logbuf[0] = '\0';
+	log_set_sink(capture_log, NULL);
 	strlcpy(tmpdir, "/tmp/test_spool.XXXXXX", sizeof(tmpdir));
 	cr_assert_not_null(mkdtemp(tmpdir));
 	snprintf(spooldir, sizeof(spooldir), "%s/spool", tmpdir);
@@ -750,6 +766,7 @@ Test(spool, torn_journal_tail_ignored)
 		    (long long)cut, rec.env[0].attempts);
 		cr_assert_str_eq(rec.env[0].last_error, "first");
 		recovered_free(&rec);
+		cr_assert_not_null(strstr(logbuf, "torn journal tail"));
 		/* The torn tail is gone, so a new append is not hidden. */
 		cr_assert_eq(file_size(path), before);
 		spool_close(s);
@@ -876,7 +893,8 @@ Test(spool, bad_names_and_types_quarantined)
 	uint8_t			*orig;
 	size_t			 len, i;
 	const char		*names[] = { "zzz", "0000000G", "00000000",
-				    "abcdef12", "123456789", "1234567" };
+				    "abcdef12", "123456789", "1234567",
+				    "EVIL\r\nID\x01" };
 
 	commit_msg(s, 0xF00D, body, 100, 0);
 	wait_done(1);
@@ -908,6 +926,13 @@ Test(spool, bad_names_and_types_quarantined)
 	cr_assert_eq(count_dir("corrupt"), (int)nitems(names) + 4);
 	snprintf(p2, sizeof(p2), "%s/corrupt/zzz.1", spooldir);
 	cr_assert_eq(access(p2, F_OK), 0, "zzz.1 missing");
+	/* Each quarantine is logged, the peer-free but hostile name escaped. */
+	cr_assert_not_null(strstr(logbuf, "queue/zzz moved to corrupt/zzz.1"),
+	    "log: %s", logbuf);
+	cr_assert_not_null(strstr(logbuf, "EVIL\\x0d\\x0aID\\x01"),
+	    "log: %s", logbuf);
+	cr_assert_not_null(strstr(logbuf, "envelope names id 0000F00D"),
+	    "log: %s", logbuf);
 	spool_close(s);
 	free(orig);
 	free(body);
@@ -933,7 +958,8 @@ Test(spool, duplicate_id_fails_with_eexist)
 {
 	struct spool		*s = open_spool();
 	struct spool_envelope	 e;
-	char			*b1 = make_body(100, 8), *b2 = make_body(90, 9);
+	char			*b1 = make_body(100, 8);
+	char			*b2 = make_body(90, 9);
 
 	commit_msg(s, 0xD0D0, b1, 100, 0);
 	wait_done(1);

@@ -40,7 +40,7 @@ enum conf_out_tls {
  * from a file" (a default).
  */
 struct conf_listen {
-	char			*address;	/* owned; numeric, or "*" = any */
+	char			*address;	/* owned; numeric or "*" */
 	int			 port;
 	enum conf_in_tls	 tls;
 	enum conf_auth_mode	 auth;
@@ -67,16 +67,16 @@ struct conf_tls_policy {
 };
 /* Parsed "ip", "ip:port", "[ipv6]:port", "host:port", "[host]:port". */
 struct conf_hostport {
-	char	*host;			/* owned, brackets stripped; NULL = unset */
+	char	*host;		/* owned, brackets stripped; NULL = unset */
 	int	 port;
 };
 
 struct conf {
-	char	*path;			/* owned; NULL for the embedded default */
+	char	*path;		/* owned; NULL for the embedded default */
 	char	*hostname;		/* default: gethostname() */
 	char	*user;			/* default "postern"; NULL = stay */
 	char	*spool_dir;		/* default "/var/spool/postern" */
-	char	*control_socket;	/* default "/run/postern/control.sock" */
+	char	*control_socket;	/* "/run/postern/control.sock" */
 	unsigned int control_socket_mode;	/* octal string, default 0660 */
 	char	*control_socket_group;	/* "" = the daemon's primary group */
 
@@ -89,7 +89,7 @@ struct conf {
 		int	 min_version;	/* TLS1_2_VERSION or TLS1_3_VERSION */
 	} tls;
 	struct {
-		char	*users_file;	/* "" = no users (AUTH never succeeds) */
+		char	*users_file;	/* "" = no users: AUTH always fails */
 	} auth;
 
 	struct conf_cidr *relay_networks;	/* owned array */
@@ -118,9 +118,10 @@ struct conf {
 		enum conf_out_tls tls;
 		char	*ca_file;
 		int	 port;
-		struct conf_hostport *dns_servers;	/* owned; none = resolv.conf */
+		/* owned; none = the servers of /etc/resolv.conf */
+		struct conf_hostport *dns_servers;
 		size_t	 ndns_servers;
-		struct conf_hostport smarthost;		/* host NULL = MX routing */
+		struct conf_hostport smarthost;	/* host NULL = MX routing */
 		bool	 smarthost_literal;	/* "[host]": no MX lookup */
 		char	*smarthost_user;	/* "" = no AUTH upstream */
 		char	*smarthost_password_file;
@@ -160,10 +161,11 @@ struct conf {
 	} lines;
 	struct {
 		const char *tls_cert, *tls_key, *users_file, *ca_file;
-		const char *smarthost_password_file, *spool_dir, *control_socket;
+		const char *smarthost_password_file, *spool_dir;
+		const char *control_socket;
 	} files;
 
-	char	**srcfiles;		/* owned: every file a setting came from */
+	char	**srcfiles;	/* owned: every file a setting came from */
 	size_t	 nsrcfiles;
 };
 

@@ -73,14 +73,14 @@ typedef void (*conf_special_cb)(struct conf_ctx *, const config_setting_t *,
 struct conf_key {
 	const char		*name;		/* dotted path */
 	enum conf_type		 type;
-	size_t			 off;		/* into struct conf or an entry */
-	const char		*def;		/* textual default; NULL = none */
-	long long		 min, max;	/* INT/SIZE range; string length */
+	size_t			 off;	/* into struct conf or an entry */
+	const char		*def;	/* textual default; NULL = none */
+	long long		 min, max;	/* range, or string length */
 	double			 dmin, dmax;
 	const char *const	*names;		/* ENUM */
 	const int		*values;	/* ENUM; NULL = index */
 	bool			 empty_ok;	/* DOMAIN/PATH may be "" */
-	size_t			 line_off;	/* conf->lines.x, or CONF_NOLINE */
+	size_t			 line_off;	/* conf->lines.x / CONF_NOLINE */
 	size_t			 file_off;	/* conf->files.x */
 	conf_special_cb		 fn;
 };
@@ -103,14 +103,14 @@ struct conf_ctx {
 	size_t			 nbadint;
 };
 
-static void	conf_special_listen(struct conf_ctx *, const config_setting_t *,
-		    const struct conf_key *);
-static void	conf_special_relay(struct conf_ctx *, const config_setting_t *,
-		    const struct conf_key *);
-static void	conf_special_dkim(struct conf_ctx *, const config_setting_t *,
-		    const struct conf_key *);
-static void	conf_special_policy(struct conf_ctx *, const config_setting_t *,
-		    const struct conf_key *);
+static void	conf_special_listen(struct conf_ctx *,
+		    const config_setting_t *, const struct conf_key *);
+static void	conf_special_relay(struct conf_ctx *,
+		    const config_setting_t *, const struct conf_key *);
+static void	conf_special_dkim(struct conf_ctx *,
+		    const config_setting_t *, const struct conf_key *);
+static void	conf_special_policy(struct conf_ctx *,
+		    const config_setting_t *, const struct conf_key *);
 static void	conf_special_dns(struct conf_ctx *, const config_setting_t *,
 		    const struct conf_key *);
 static void	conf_special_smarthost(struct conf_ctx *,
@@ -575,7 +575,7 @@ conf_cidr_parse_err(const char *s, struct conf_cidr *c, char *err,
 	char		 addr[INET6_ADDRSTRLEN];
 	char		 ebuf[CONF_ESC_MAX], nbuf[INET6_ADDRSTRLEN];
 	const char	*slash = strchr(s, '/');
-	size_t		 alen = slash != NULL ? (size_t)(slash - s) : strlen(s);
+	size_t		 alen;
 	int		 maxp, prefix, i;
 	bool		 hostbits = false;
 	static const unsigned char mapped[12] = {
@@ -583,6 +583,7 @@ conf_cidr_parse_err(const char *s, struct conf_cidr *c, char *err,
 	};
 
 	memset(c, 0, sizeof(*c));
+	alen = slash != NULL ? (size_t)(slash - s) : strlen(s);
 	if (alen == 0 || alen >= sizeof(addr))
 		goto bad;
 	memcpy(addr, s, alen);
@@ -740,7 +741,8 @@ conf_auth_mode_name(enum conf_auth_mode a)
 
 /* Setting values through the tables. */
 
-#define CONF_FIELD(base, k, type)	((type *)(void *)((char *)(base) + (k)->off))
+#define CONF_FIELD(base, k, type) \
+	((type *)(void *)((char *)(base) + (k)->off))
 
 static const char *
 conf_type_name(enum conf_type t)
@@ -827,7 +829,8 @@ conf_string_check(const struct conf_key *k, const char *v)
 		return ("is too long");
 	switch (k->type) {
 	case CONF_T_DOMAIN:
-		return (conf_is_domain(v) ? NULL : "is not a valid domain name");
+		return (conf_is_domain(v) ? NULL :
+		    "is not a valid domain name");
 	case CONF_T_SELECTOR:
 		return (conf_is_label_list(v, SMTP_DOMAIN_MAX) ? NULL :
 		    "is not a valid selector (DNS labels)");
@@ -861,7 +864,7 @@ conf_set(struct conf_ctx *ctx, const struct conf_key *k,
 	case CONF_T_SIZE:
 		if (type != CONFIG_TYPE_INT && type != CONFIG_TYPE_INT64)
 			goto badtype;
-		/* Already reported by conf_scan_ints: libconfig truncated it. */
+		/* conf_scan_ints reported it: libconfig truncated it. */
 		if (conf_is_badint(ctx, w))
 			return;
 		n = config_setting_get_int64(s);
@@ -911,8 +914,8 @@ conf_set(struct conf_ctx *ctx, const struct conf_key *k,
 	switch (k->type) {
 	case CONF_T_OCTAL:
 		if (conf_octal_parse(v, &mode) == -1) {
-			conf_serr(ctx, false, s, "%s: '%s' is not an octal mode "
-			    "such as \"0660\"", dotted, conf_esc(ebuf, v));
+			conf_serr(ctx, false, s, "%s: '%s' is not an octal "
+			    "mode such as \"0660\"", dotted, conf_esc(ebuf, v));
 			return;
 		}
 		*CONF_FIELD(base, k, unsigned int) = mode;
@@ -1072,7 +1075,8 @@ conf_apply_defaults(const struct conf_key *keys, size_t nkeys, void *base)
 			*CONF_FIELD(base, k, double) = strtod(k->def, NULL);
 			break;
 		case CONF_T_BOOL:
-			*CONF_FIELD(base, k, bool) = strcmp(k->def, "true") == 0;
+			*CONF_FIELD(base, k, bool) =
+			    strcmp(k->def, "true") == 0;
 			break;
 		case CONF_T_OCTAL:
 			(void)conf_octal_parse(k->def, &mode);
@@ -1662,15 +1666,17 @@ conf_check(struct conf_ctx *ctx)
 		if (l->auth != CONF_AUTH_NONE && c->auth.users_file[0] == '\0')
 			conf_at(ctx, true, l->file, l->line, "listen[%zu]: "
 			    "auth \"%s\" but auth.users_file is not set: no "
-			    "login can succeed", i, conf_auth_mode_name(l->auth));
+			    "login can succeed", i,
+			    conf_auth_mode_name(l->auth));
 	}
 
 	if (c->delivery.max_per_destination > c->delivery.pool_size) {
 		w = conf_seen(ctx, "delivery.max_per_destination");
 		if (w.file == NULL)
 			w = conf_seen(ctx, "delivery.pool_size");
-		conf_at(ctx, false, w.file, w.line, "delivery.max_per_destination"
-		    " (%d) must not exceed delivery.pool_size (%d)",
+		conf_at(ctx, false, w.file, w.line, "delivery."
+		    "max_per_destination (%d) must not exceed delivery."
+		    "pool_size (%d)",
 		    c->delivery.max_per_destination, c->delivery.pool_size);
 	}
 	if (c->retry.max_interval < c->retry.initial) {

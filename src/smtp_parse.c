@@ -43,6 +43,7 @@
 #define SMTP_PARSE_R_HELO	"501 5.5.2 Syntax: EHLO hostname"
 #define SMTP_PARSE_R_AUTH	\
 	"501 5.5.4 Syntax: AUTH mechanism [initial-response]"
+#define SMTP_PARSE_R_AUTHDECODE	"501 5.5.2 Error: cannot decode response"
 
 /* RFC 4422 3.1: a SASL mechanism name is 1 to 20 characters. */
 #define SMTP_PARSE_MECH_MAX	20
@@ -777,7 +778,9 @@ smtp_parse_auth(const char *args, size_t len, char *mech, size_t mechlen,
 		c = (unsigned char)args[k];
 		if (!smtp_parse_is_alnum(c) && c != '+' && c != '/' &&
 		    c != '=') {
+			/* IN-53: not base64 is a decoding error, 5.5.2. */
 			mech[0] = '\0';
+			*reply = SMTP_PARSE_R_AUTHDECODE;
 			return (-1);
 		}
 	}

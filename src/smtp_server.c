@@ -314,7 +314,7 @@ smtp_server_txn_reset(struct smtp_session *s)
 static void
 smtp_server_log_disconnect(struct smtp_session *s)
 {
-	char		 line[512];
+	char		 line[512], name[16];
 	size_t		 len = 0;
 	unsigned int	 total = 0;
 	int		 v;
@@ -324,13 +324,14 @@ smtp_server_log_disconnect(struct smtp_session *s)
 		if (s->ncmd[v] == 0)
 			continue;
 		total += s->ncmd[v];
+		strlcpy(name, smtp_parse_verb_name(v), sizeof(name));
+		util_lowercase(name);
 		if (s->ncmd_ok[v] == s->ncmd[v])
 			len += (size_t)snprintf(line + len, sizeof(line) - len,
-			    " %s=%u", smtp_parse_verb_name(v), s->ncmd[v]);
+			    " %s=%u", name, s->ncmd[v]);
 		else
 			len += (size_t)snprintf(line + len, sizeof(line) - len,
-			    " %s=%u/%u", smtp_parse_verb_name(v),
-			    s->ncmd_ok[v], s->ncmd[v]);
+			    " %s=%u/%u", name, s->ncmd_ok[v], s->ncmd[v]);
 		if (len >= sizeof(line))
 			break;
 	}

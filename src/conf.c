@@ -80,7 +80,7 @@ struct conf_key {
 	const char *const	*names;		/* ENUM */
 	const int		*values;	/* ENUM; NULL = index */
 	bool			 empty_ok;	/* DOMAIN/PATH may be "" */
-	size_t			 line_off;	/* conf->lines.x / CONF_NOLINE */
+	size_t			 line_off;	/* lines.x or CONF_NOLINE */
 	size_t			 file_off;	/* conf->files.x */
 	conf_special_cb		 fn;
 };

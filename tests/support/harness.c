@@ -43,6 +43,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <criterion/criterion.h>
+
 #include "harness.h"
 
 #define HARNESS_START_TIMEOUT	30	/* seconds; ASan daemons are slow */
@@ -248,13 +250,48 @@ harness_new(void)
 	return (h);
 }
 
+/* Offset of the first raw control byte (not LF or TAB) in the log, or -1. */
+static long
+harness_log_ctrl(struct harness *h)
+{
+	FILE	*fp;
+	long	 off = 0;
+	int	 ch;
+
+	if ((fp = fopen(h->log_path, "r")) == NULL)
+		return (-1);
+	while ((ch = getc(fp)) != EOF) {
+		if ((ch < 0x20 && ch != '\n' && ch != '\t') || ch == 0x7f) {
+			fclose(fp);
+			return (off);
+		}
+		off++;
+	}
+	fclose(fp);
+	return (-1);
+}
+
 void
 harness_free(struct harness *h)
 {
+	long	bad;
+
 	if (h == NULL)
 		return;
 	if (h->pid > 0)
 		harness_stop(h);
+	/*
+	 * A sanitizer report from the daemon fails the test that ran it
+	 * (the daemon's stderr is its log, which the test never prints); the
+	 * assertion leaves the dir and the atexit hook shows the tail.
+	 */
+	if (harness_log_grep(h, "ERROR: (AddressSanitizer|LeakSanitizer)|"
+	    "runtime error:"))
+		cr_assert_fail("sanitizer report in %s", h->log_path);
+	if ((bad = harness_log_ctrl(h)) != -1)
+		cr_assert_fail("raw control character in %s at offset %ld "
+		    "(SECURITY-CASES 0 (c): peer text must be escaped)",
+		    h->log_path, bad);
 	if (h->hold_fds[0] != -1)
 		close(h->hold_fds[0]);
 	if (h->hold_fds[1] != -1)

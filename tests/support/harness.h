@@ -76,7 +76,10 @@ const char	*harness_posternd(void);
 
 /* A new harness with defaults and no listener; NULL on failure. */
 struct harness	*harness_new(void);
-/* Stop the daemon (if any), remove the temp dir, free. */
+/*
+ * Stop the daemon (if any), remove the temp dir, free.  A sanitizer report
+ * in the daemon's log fails the calling test instead (dir kept).
+ */
 void		 harness_free(struct harness *);
 const char	*harness_err(const struct harness *);
 

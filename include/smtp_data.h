@@ -39,12 +39,12 @@ enum smtp_data_state {
 
 struct smtp_data {
 	enum smtp_data_state	 state;
-	enum smtp_data_error	 error;		/* sticky; the first wins */
+	enum smtp_data_error	 error;	/* sticky; the first wins */
 	uint64_t		 max_size;	/* 0: no limit */
 	uint64_t		 size;		/* un-stuffed octets */
 	uint64_t		 header_max;
-	uint64_t		 header_size;	/* un-stuffed header octets */
-	size_t			 linelen;	/* wire octets of this line */
+	uint64_t		 header_size;	/* un-stuffed */
+	size_t			 linelen;	/* on the wire */
 	bool			 in_header;
 };
 
@@ -53,7 +53,8 @@ struct smtp_data {
  * un-stuffed message (0: no limit); the header section is bounded by
  * SMTP_HEADER_MAX.
  */
-void			 smtp_data_init(struct smtp_data *, uint64_t max_size);
+void			 smtp_data_init(struct smtp_data *,
+			    uint64_t max_size);
 /* Change the header section bound (tests; a header_size_limit knob). */
 void			 smtp_data_set_header_max(struct smtp_data *,
 			    uint64_t);
@@ -69,8 +70,9 @@ void			 smtp_data_set_header_max(struct smtp_data *,
  * The outcome (bytes emitted, error, consumed count) does not depend on how
  * the input is split between calls.
  */
-size_t			 smtp_data_feed(struct smtp_data *, const char *buf,
-			    size_t len, smtp_data_emit_cb cb, void *arg);
+size_t			 smtp_data_feed(struct smtp_data *,
+			    const char *buf, size_t len, smtp_data_emit_cb cb,
+			    void *arg);
 bool			 smtp_data_is_done(const struct smtp_data *);
 enum smtp_data_error	 smtp_data_error(const struct smtp_data *);
 /* Un-stuffed octets, still counted after an error (for the log). */
@@ -94,14 +96,15 @@ struct smtp_data_hdrinfo {
 	int	 nreceived;		/* Received: fields */
 	bool	 has_date;
 	bool	 has_message_id;
-	char	 message_id[256];	/* value, unfolded and trimmed; "" if
-					 * none, too long or not printable */
-	int	 nfrom_addrs;		/* addr-specs in the first From: */
-	char	 from_domain[SMTP_DOMAIN_MAX + 1]; /* first From: addr-spec's
-					 * domain, lower-cased; "" when none
-					 * or any From: is unparseable */
-	bool	 from_all_same_domain;	/* every addr-spec of every From:
-					 * has from_domain (false if none) */
+	/* Message-ID: unfolded and trimmed; "" if none, too long or not
+	 * printable ASCII */
+	char	 message_id[256];
+	int	 nfrom_addrs;		/* addr-specs, first From: */
+	/* the first From: addr-spec's domain, lower-cased; "" when there is
+	 * none or any From: field is unparseable */
+	char	 from_domain[SMTP_DOMAIN_MAX + 1];
+	/* every addr-spec of every From: has from_domain (false if none) */
+	bool	 from_all_same_domain;
 };
 
 /*

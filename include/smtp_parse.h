@@ -40,8 +40,9 @@ enum smtp_verb {
 
 struct smtp_cmd {
 	enum smtp_verb	 verb;
-	const char	*args;		/* borrowed: after the verb and one SP */
-	size_t		 argslen;	/* "" (0) when there is no argument */
+	/* borrowed: after the verb and one SP; "" (0) when there is none */
+	const char	*args;
+	size_t		 argslen;
 };
 
 /*
@@ -69,10 +70,12 @@ const char	*smtp_parse_verb_name(enum smtp_verb);
 size_t		 smtp_parse_line_max(enum smtp_verb);
 
 struct smtp_addr {		/* a parsed path */
-	char	 local[SMTP_PATH_MAX + 1];	/* as on the wire (quotes kept) */
-	char	 domain[SMTP_DOMAIN_MAX + 1];	/* or "[1.2.3.4]", "[IPv6:...]" */
-	bool	 is_null;			/* "<>" */
-	bool	 is_postmaster;			/* "<postmaster>" (RCPT only) */
+	/* the local part as on the wire (quotes kept) */
+	char	 local[SMTP_PATH_MAX + 1];
+	/* the domain, or "[1.2.3.4]" / "[IPv6:...]" for a literal */
+	char	 domain[SMTP_DOMAIN_MAX + 1];
+	bool	 is_null;		/* "<>" */
+	bool	 is_postmaster;		/* <postmaster>, RCPT only */
 	bool	 domain_is_literal;
 	bool	 has_utf8;			/* any non-ASCII octet */
 };
@@ -90,7 +93,7 @@ int		 smtp_parse_addr_format(const struct smtp_addr *, char *buf,
 
 struct smtp_mail {
 	struct smtp_addr from;
-	uint64_t	 size;	/* SIZE=; 0 absent; UINT64_MAX on overflow */
+	uint64_t	 size;	/* 0 absent; UINT64_MAX on overflow */
 	int		 body;	/* SMTP_BODY_* */
 	bool		 smtputf8;
 };
@@ -136,7 +139,10 @@ int		 smtp_parse_helo(const char *args, size_t len, char *out,
  * upper-cased into mech, then an optional initial response after one SP
  * (base64 characters or "="), returned as a borrowed pointer into args, or
  * NULL and 0 when absent.  Errors:
- * "501 5.5.4 Syntax: AUTH mechanism [initial-response]" or the NUL reply.
+ * "501 5.5.4 Syntax: AUTH mechanism [initial-response]" (bad or missing
+ * mechanism, SP with nothing after it), "501 5.5.2 Error: cannot decode
+ * response" (a response with a non-base64 character, IN-53), or the NUL
+ * reply.
  */
 int		 smtp_parse_auth(const char *args, size_t len, char *mech,
 		    size_t mechlen, const char **initial, size_t *initiallen,
@@ -156,7 +162,7 @@ bool		 smtp_parse_is_utf8(const char *buf, size_t len);
 #define SMTP_REPLY_LINES_MAX	1000
 
 struct smtp_reply {
-	int	 code;			/* 200..599 once a line was accepted */
+	int	 code;		/* 200..599 once a line was accepted */
 	char	 text[SMTP_REPLY_MAX];
 	size_t	 textlen;
 	int	 nlines;
@@ -183,7 +189,7 @@ struct smtp_ehlo_caps {
 	bool		 enhancedstatuscodes;
 	bool		 auth_plain;
 	bool		 auth_login;
-	uint64_t	 size;		/* SIZE n; 0 when absent or no value */
+	uint64_t	 size;		/* SIZE n; 0 when absent */
 };
 
 /*

@@ -126,8 +126,9 @@ smtp_parse_is_utf8(const char *buf, size_t len)
 			i++;
 			continue;
 		}
-		/* Table 3-7 of the Unicode standard: the second byte's range
-		 * excludes overlongs (E0, F0), surrogates (ED) and > U+10FFFF. */
+		/* Table 3-7 of the Unicode standard: the second byte's
+		 * range excludes overlongs (E0, F0), surrogates (ED) and
+		 * code points over U+10FFFF (F4). */
 		lo = 0x80;
 		hi = 0xbf;
 		if (s[i] >= 0xc2 && s[i] <= 0xdf)

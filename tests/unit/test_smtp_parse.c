@@ -675,6 +675,17 @@ Test(smtp_parse, auth_table)
 	}
 	cr_expect_eq(smtp_parse_auth(S("PLAIN"), mech, 5, &initial, &ilen,
 	    &reply), -1, "mech buffer too small");
+	/* IN-53: a response that is not base64 cannot be decoded. */
+	cr_expect_eq(smtp_parse_auth(S("PLAIN ###"), mech, sizeof(mech),
+	    &initial, &ilen, &reply), -1);
+	cr_expect_str_eq(reply, "501 5.5.2 Error: cannot decode response");
+	cr_expect_eq(smtp_parse_auth(S("PLAIN a b"), mech, sizeof(mech),
+	    &initial, &ilen, &reply), -1);
+	cr_expect_str_eq(reply, "501 5.5.2 Error: cannot decode response");
+	cr_expect_eq(smtp_parse_auth(S("PL*AIN"), mech, sizeof(mech),
+	    &initial, &ilen, &reply), -1);
+	cr_expect_str_eq(reply,
+	    "501 5.5.4 Syntax: AUTH mechanism [initial-response]");
 }
 
 /* Feed the lines of one reply; returns the rc of the last feed. */

@@ -77,7 +77,7 @@ struct smtp_addr {		/* a parsed path */
 	bool	 is_null;		/* "<>" */
 	bool	 is_postmaster;		/* <postmaster>, RCPT only */
 	bool	 domain_is_literal;
-	bool	 has_utf8;			/* any non-ASCII octet */
+	bool	 has_utf8;		/* any non-ASCII octet */
 };
 
 /*

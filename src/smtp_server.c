@@ -1470,7 +1470,7 @@ smtp_server_start_tls(struct smtp_session *s)
 	}
 	s->bev_owns_fd = true;
 	bufferevent_openssl_set_allow_dirty_shutdown(s->bev, 1);
-	bufferevent_setcb(s->bev, smtp_server_readcb, NULL,
+	bufferevent_setcb(s->bev, smtp_server_readcb, smtp_server_writecb,
 	    smtp_server_eventcb, s);
 	bufferevent_setwatermark(s->bev, EV_READ, 0, SMTPS_READ_HIWAT);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);

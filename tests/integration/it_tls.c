@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <openssl/ssl.h>
 
@@ -263,5 +264,62 @@ Test(it_tls, tls11_client_refused, .timeout = IT_TIMEOUT)
 	    "TLS 1.2 handshake: %s", smtpc_error(c));
 	HARNESS_EXPECT(c, "220", "greeting over TLS 1.2");
 	smtpc_close(c);
+	harness_free(h);
+}
+
+/* current value of stats connections_in.current, or -1. */
+static int
+it_current_connections(struct harness *h)
+{
+	json_t	*r;
+	int	 n = -1;
+
+	if ((r = harness_control(h, "{\"cmd\":\"stats\"}")) == NULL)
+		return (-1);
+	if (json_is_integer(json_object_get(json_object_get(r,
+	    "connections_in"), "current")))
+		n = (int)json_integer_value(json_object_get(json_object_get(r,
+		    "connections_in"), "current"));
+	json_decref(r);
+	return (n);
+}
+
+/*
+ * RFC 5321 4.1.1.10: after 221 to QUIT the server closes the channel, in
+ * TLS as in plaintext, and the session is released (stats).
+ */
+Test(it_tls, quit_closes_tls_session, .timeout = IT_TIMEOUT)
+{
+	struct harness	*h = it_start();
+	struct smtpc	*c;
+	char		 err[512];
+	int		 i, n = -1;
+
+	cr_assert((c = harness_session_ehlo(h, 0)) != NULL, "%s",
+	    harness_err(h));
+	cr_assert(smtpc_starttls(c, h->ca_path, "localhost") == 0, "%s",
+	    smtpc_error(c));
+	cr_assert(smtpc_ehlo(c, "client.test") == 250, "%s", smtpc_last(c));
+	HARNESS_CMD(c, "QUIT", "221 2.0.0");
+	cr_assert(smtpc_is_closed(c, 10000),
+	    "STARTTLS session still open 10 s after 221 to QUIT");
+	smtpc_close(c);
+
+	c = smtpc_connect_tls("127.0.0.1", harness_port(h, 1), h->ca_path,
+	    "localhost", err, sizeof(err));
+	cr_assert(c != NULL, "%s", err);
+	HARNESS_EXPECT(c, "220", "greeting");
+	HARNESS_CMD(c, "QUIT", "221 2.0.0");
+	cr_assert(smtpc_is_closed(c, 10000),
+	    "implicit-TLS session still open 10 s after 221 to QUIT");
+	smtpc_close(c);
+
+	for (i = 0; i < 100; i++) {
+		if ((n = it_current_connections(h)) == 0)
+			break;
+		usleep(100000);
+	}
+	cr_assert(n == 0, "connections_in.current is %d 10 s after both "
+	    "sessions ended (%s)", n, harness_err(h));
 	harness_free(h);
 }

@@ -37,15 +37,15 @@ struct it_worker {
 	pthread_t	 tid;
 	int		 port;
 	int		 id;
-	int		 max_messages;	/* 0 = until the connection dies */
+	int		 max_messages;	/* 0 = until the end */
 	char		(*acked)[9];	/* owned: ids that got 250 */
 	size_t		 nacked;
 	size_t		 cap;
-	atomic_int	 in_data;	/* 1 from the final dot to its reply */
-	bool		 lost_reply;	/* dot sent, the reply never came */
+	atomic_int	 in_data;	/* 1 from dot to reply */
+	bool		 lost_reply;	/* dot sent, no reply */
 	bool		 started;	/* got its 220 and EHLO 250 */
-	int		 other;		/* count of unexpected replies */
-	char		 last[256];	/* last unexpected reply, for messages */
+	int		 other;		/* unexpected replies */
+	char		 last[256];	/* last unexpected reply */
 };
 
 static atomic_int	 it_acked_total;

@@ -72,13 +72,13 @@ it_conf_text(struct harness *h, const char *tail)
 	char	*s;
 
 	cr_assert(asprintf(&s,
-	    "# written by it_posternd.c\n"				/* 1 */
-	    "hostname = \"relay.test\";\n"				/* 2 */
-	    "user = \"%s\";\n"						/* 3 */
-	    "spool_dir = \"%s\";\n"					/* 4 */
-	    "control_socket = \"%s\";\n"				/* 5 */
+	    "# written by it_posternd.c\n" /* 1 */
+	    "hostname = \"relay.test\";\n" /* 2 */
+	    "user = \"%s\";\n" /* 3 */
+	    "spool_dir = \"%s\";\n" /* 4 */
+	    "control_socket = \"%s\";\n" /* 5 */
 	    "listen = ( { address = \"127.0.0.1\"; port = %d; "
-	    "tls = \"none\"; auth = \"none\"; } );\n"			/* 6 */
+	    "tls = \"none\"; auth = \"none\"; } );\n" /* 6 */
 	    "%s", h->user, h->spool_dir, h->control_path,
 	    harness_port(h, 0), tail) != -1);
 	return (s);
@@ -185,12 +185,12 @@ Test(it_posternd, check_reports_every_problem, .timeout = IT_TIMEOUT)
 {
 	static const int l[] = { 7, 9, 12 };
 
-	it_check_bad("bogus_key = 1;\n"				/* 7 */
-	    "limits = {\n"						/* 8 */
-	    "  max_recipients = \"many\";\n"				/* 9 */
-	    "};\n"							/* 10 */
-	    "delivery = {\n"						/* 11 */
-	    "  pool_size = 0;\n"					/* 12 */
+	it_check_bad("bogus_key = 1;\n" /* 7 */
+	    "limits = {\n" /* 8 */
+	    "  max_recipients = \"many\";\n" /* 9 */
+	    "};\n" /* 10 */
+	    "delivery = {\n" /* 11 */
+	    "  pool_size = 0;\n" /* 12 */
 	    "};\n", l, nitems(l));
 }
 

@@ -130,7 +130,8 @@ it_count_header(const char *buf, size_t len, const char *name)
 
 Test(it_smtp, banner_and_ehlo_keywords, .timeout = IT_TIMEOUT)
 {
-	struct harness	*h = it_start("max_message_size = 1234567;", NULL);
+	struct harness	*h = it_start("max_message_size = 1234567;",
+			    NULL);
 	struct smtpc	*c;
 	char		 err[256], text[SMTPC_REPLY_MAX];
 	const char	*size;
@@ -324,7 +325,8 @@ Test(it_smtp, max_recipients, .timeout = IT_TIMEOUT)
 
 Test(it_smtp, per_ip_connection_cap, .timeout = IT_TIMEOUT)
 {
-	struct harness	*h = it_start("max_connections_per_ip = 2;", NULL);
+	struct harness	*h = it_start("max_connections_per_ip = 2;",
+			    NULL);
 	struct smtpc	*a, *b, *x, *d;
 	char		 err[256];
 	int		 port = harness_port(h, 0);

@@ -47,7 +47,8 @@
 
 #include "harness.h"
 
-#define HARNESS_START_TIMEOUT	30	/* seconds; ASan daemons are slow */
+/* Seconds; ASan daemons are slow. */
+#define HARNESS_START_TIMEOUT	30
 #define HARNESS_STOP_TIMEOUT	30
 #define HARNESS_CONTROL_TIMEOUT	30000	/* ms */
 #define HARNESS_CONTROL_MAX	(64 * 1024 * 1024)
@@ -466,7 +467,8 @@ int
 harness_hash_password(const char *password, char *hash, size_t hashlen,
     char *err, size_t errlen)
 {
-	const char	*argv[] = { harness_posternd(), "--hash-password", NULL };
+	const char	*argv[] = { harness_posternd(), "--hash-password",
+			    NULL };
 	char		 out[4096], *in, *line, *save;
 	int		 status;
 
@@ -640,7 +642,8 @@ harness_write_conf(struct harness *h)
 static bool
 harness_port_listening(int port)
 {
-	static const char	*files[] = { "/proc/net/tcp", "/proc/net/tcp6" };
+	static const char	*files[] = { "/proc/net/tcp",
+				    "/proc/net/tcp6" };
 	char			 line[512], local[128];
 	unsigned int		 lport, st;
 	char			*colon;

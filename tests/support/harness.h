@@ -40,7 +40,7 @@ struct harness {
 	char	 spool_dir[256];
 	char	 control_path[256];
 	char	 users_path[256];
-	char	 cert_dir[200];		/* dir/certs: ca.pem, server.pem ... */
+	char	 cert_dir[200];		/* dir/certs */
 	char	 ca_path[256];		/* cert_dir/ca.pem */
 	char	 hostname[64];		/* "relay.test" */
 
@@ -50,19 +50,19 @@ struct harness {
 	/* Config fragments, owned; NULL leaves the key out (daemon default). */
 	char	*relay_networks;	/* value: "[ \"127.0.0.0/8\" ]" */
 	char	*limits;		/* statements inside limits = { } */
-	char	*extra;			/* top-level statements appended */
-	char	*user;			/* default: name of the current uid */
+	char	*extra;			/* top-level statements */
+	char	*user;			/* default: current user */
 	bool	 tls;			/* write the tls = { } block */
-	bool	 have_users;		/* write auth = { users_file } */
-	bool	 raw_conf;		/* conf_path written by the test */
-	bool	 no_conf_arg;		/* start without -c (embedded default) */
+	bool	 have_users;		/* write auth = { } */
+	bool	 raw_conf;		/* the test wrote conf_path */
+	bool	 no_conf_arg;		/* start without -c */
 
 	int	 smarthost_port;	/* bound TCP, never listening */
 	int	 dns_port;		/* bound UDP, never answering */
 	int	 hold_fds[2];
 
 	pid_t	 pid;			/* running daemon or -1 */
-	int	 exit_status;		/* wait status of the last stop */
+	int	 exit_status;		/* wait status at the stop */
 	bool	 freed;
 	char	 err[HARNESS_ERR_MAX];
 	struct harness *next;		/* live list for the atexit hook */
@@ -117,7 +117,8 @@ int		 harness_set_conf_text(struct harness *, const char *text);
  * listener port to be in LISTEN state and the control socket to exist.
  */
 int		 harness_start(struct harness *);
-int		 harness_start_args(struct harness *, const char *const *extra);
+int		 harness_start_args(struct harness *,
+		    const char *const *extra);
 /*
  * Wait until every listener in h->listeners is in LISTEN state and the
  * control socket (if control_path is not empty) accepts; -1 if the daemon
@@ -197,7 +198,7 @@ bool		 harness_log_has_queued(struct harness *);
 	cr_assert(smtpc_expect((c), (want)),				\
 	    "%s: got \"%s\", want \"%s\"", (what), smtpc_last(c), (want))
 #define HARNESS_CMD(c, line, want)					\
-	cr_assert(smtpc_cmd_expect((c), (line), (want)),			\
+	cr_assert(smtpc_cmd_expect((c), (line), (want)),		\
 	    "%s: got \"%s\", want \"%s\"", (line), smtpc_last(c), (want))
 #define HARNESS_START(h)						\
 	cr_assert(harness_start(h) == 0, "start: %s", harness_err(h))

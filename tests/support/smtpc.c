@@ -129,7 +129,7 @@ smtpc_open(const char *src, const char *host, int port, char *err,
 	struct smtpc		*c;
 	int			 fd, one = 1;
 
-	/* OpenSSL writes with write(2): a closed peer must not kill the test. */
+	/* OpenSSL uses write(2): a closed peer must not kill the test. */
 	signal(SIGPIPE, SIG_IGN);
 	memset(&ss, 0, sizeof(ss));
 	if (inet_pton(AF_INET, host, &sin->sin_addr) == 1) {
@@ -278,7 +278,8 @@ smtpc_send_raw(struct smtpc *c, const void *buf, size_t len)
 				continue;
 			}
 			e = SSL_get_error(c->ssl, r);
-			if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
+			if (e == SSL_ERROR_WANT_WRITE ||
+			    e == SSL_ERROR_WANT_READ) {
 				if (smtpc_wait(c, e == SSL_ERROR_WANT_WRITE ?
 				    POLLOUT : POLLIN, deadline) != 1)
 					goto timeout;
@@ -364,7 +365,8 @@ smtpc_fill(struct smtpc *c, long deadline)
 				    POLLIN : POLLOUT, deadline);
 				if (w == 1)
 					continue;
-				smtpc_seterr(c, SMTPC_TIMEOUT, "read timed out");
+				smtpc_seterr(c, SMTPC_TIMEOUT,
+				    "read timed out");
 				return (-1);
 			}
 			if (e == SSL_ERROR_SYSCALL && (r == 0 ||
@@ -660,7 +662,7 @@ smtpc_tls_handshake(struct smtpc *c, const char *ca, const char *sni)
 		smtpc_seterr(c, SMTPC_IOERR, "TLS already on");
 		return (-1);
 	}
-	/* Plaintext the server sent before the handshake is not ours to keep. */
+	/* Plaintext sent before the handshake is not ours to keep. */
 	c->inlen = 0;
 	if ((c->ctx = SSL_CTX_new(TLS_client_method())) == NULL)
 		goto sslerr;

@@ -22,7 +22,7 @@
 enum smtpc_status {
 	SMTPC_OK = 0,
 	SMTPC_EOF,		/* the peer closed the connection */
-	SMTPC_TIMEOUT,		/* no complete reply before the deadline */
+	SMTPC_TIMEOUT,		/* no whole reply before the deadline */
 	SMTPC_IOERR,		/* read/write/TLS error (see smtpc_error) */
 	SMTPC_BADREPLY		/* bytes that are not an SMTP reply */
 };
@@ -40,8 +40,8 @@ struct smtpc	*smtpc_connect_from(const char *src, const char *host,
  * file) turns on verification of the chain and of sni (or "localhost");
  * NULL accepts any certificate.
  */
-struct smtpc	*smtpc_connect_tls(const char *host, int port, const char *ca,
-		    const char *sni, char *err, size_t errlen);
+struct smtpc	*smtpc_connect_tls(const char *host, int port,
+		    const char *ca, const char *sni, char *err, size_t errlen);
 void		 smtpc_close(struct smtpc *);
 
 /* Per-connection read deadline in milliseconds (default SMTPC_TIMEOUT_MS). */
@@ -97,7 +97,8 @@ const char	*smtpc_ext_param(const struct smtpc *, const char *keyword);
 int		 smtpc_tls_handshake(struct smtpc *, const char *ca,
 		    const char *sni);
 /* STARTTLS, expect 220, handshake: 0 or -1. */
-int		 smtpc_starttls(struct smtpc *, const char *ca, const char *sni);
+int		 smtpc_starttls(struct smtpc *, const char *ca,
+		    const char *sni);
 bool		 smtpc_is_tls(const struct smtpc *);
 /* Negotiated protocol ("TLSv1.3") or NULL. */
 const char	*smtpc_tls_version(const struct smtpc *);
@@ -109,13 +110,15 @@ int		 smtpc_auth_plain(struct smtpc *, const char *authzid,
 int		 smtpc_auth_login(struct smtpc *, const char *user,
 		    const char *pass);
 /* Base64 of len bytes into out (NUL-terminated); -1 if it does not fit. */
-int		 smtpc_b64(const void *, size_t len, char *out, size_t outlen);
+int		 smtpc_b64(const void *, size_t len, char *out,
+		    size_t outlen);
 
 /*
  * Dot-stuff body (lines starting with '.' get another), make sure it ends
  * with CRLF, and append ".\r\n": the complete DATA payload, malloc'd.
  */
-char		*smtpc_dot_stuff(const char *body, size_t len, size_t *outlen);
+char		*smtpc_dot_stuff(const char *body, size_t len,
+		    size_t *outlen);
 
 /*
  * One transaction on a session that has said EHLO (and AUTH if needed):

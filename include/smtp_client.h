@@ -76,7 +76,7 @@ struct smtp_client_msg {
 	int		 body_fd;
 	off_t		 body_offset;
 	uint64_t	 body_len;
-	bool		 eightbit;	/* needs 8BITMIME, else 5.6.7 (OUT-19) */
+	bool		 eightbit;	/* needs 8BITMIME, else 5.6.7 */
 	bool		 smtputf8;	/* needs SMTPUTF8, else 5.6.7 */
 };
 

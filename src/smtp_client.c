@@ -226,7 +226,7 @@ struct smtp_client {
 	struct smtp_client_exp	*q;		/* owned */
 	size_t			 qcap, qhead, qlen;
 	uint64_t		 seq_next;	/* seq of the next command */
-	uint64_t		 seq_fence;	/* seq_next when input was read */
+	uint64_t		 seq_fence;	/* seq_next when input came */
 
 	/* The transaction. */
 	bool			 in_txn;
@@ -506,8 +506,9 @@ smtp_client_write(struct smtp_client *s, enum smtp_client_cmd cmd,
 		fatalx("smtp_client %s: %s line too long", s->peer,
 		    smtp_client_cmd_names[cmd]);
 	if (log_is_debug())
-		log_debug("smtp_client %s: > %s", s->peer, secret ?
-		    "********" : util_escape(esc, sizeof(esc), line, (size_t)n));
+		log_debug("smtp_client %s: > %s", s->peer,
+		    secret ? "********" :
+		    util_escape(esc, sizeof(esc), line, (size_t)n));
 	memcpy(line + n, "\r\n", 2);
 	bufferevent_write(s->bev, line, (size_t)n + 2);
 	explicit_bzero(line, sizeof(line));
@@ -1405,7 +1406,8 @@ smtp_client_eventcb(struct bufferevent *bev, short events, void *arg)
 		smtp_client_res_local(&res, SMTPC_TEMPFAIL, "4.4.2",
 		    s->qlen > 0 ? smtp_client_cmd_names[s->q[s->qhead].cmd] :
 		    "IDLE", "%s with %s%s%s", what, s->peer,
-		    s->qlen > 0 ? " while waiting for reply to " : " while idle",
+		    s->qlen > 0 ? " while waiting for reply to " :
+		    " while idle",
 		    s->qlen > 0 ? smtp_client_cmd_names[s->q[s->qhead].cmd] :
 		    "");
 		break;
@@ -1438,7 +1440,8 @@ smtp_client_timeout_cb(evutil_socket_t fd, short ev, void *arg)
 		smtp_client_res_local(&res, SMTPC_TEMPFAIL, "4.4.2",
 		    smtp_client_cmd_names[s->q[s->qhead].cmd],
 		    "conversation with %s timed out while waiting for reply "
-		    "to %s", s->peer, smtp_client_cmd_names[s->q[s->qhead].cmd]);
+		    "to %s", s->peer,
+		    smtp_client_cmd_names[s->q[s->qhead].cmd]);
 	else
 		smtp_client_res_local(&res, SMTPC_TEMPFAIL, "4.4.2", "IDLE",
 		    "conversation with %s timed out", s->peer);

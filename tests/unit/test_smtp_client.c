@@ -651,7 +651,8 @@ Test(smtp_client, rejected_envelope_sends_no_content)
 		{ T_SEND, GREET }, { T_LINE, "EHLO" }, { T_SEND, EHLO_PIPE },
 		{ T_LINE, "MAIL" }, { T_LINE, "RCPT" }, { T_LINE, "RCPT" },
 		{ T_LINE, "DATA" },
-		{ T_SEND, "250 ok\r\n550 5.1.1 b\r\n450 4.2.1 c\r\n354 go\r\n" },
+		{ T_SEND, "250 ok\r\n550 5.1.1 b\r\n450 4.2.1 c\r\n"
+		    "354 go\r\n" },
 		{ T_LINE, "." }, { T_SEND, "250 2.0.0 what\r\n" },
 		QUIT_STEPS, { T_END, NULL }
 	};
@@ -662,7 +663,8 @@ Test(smtp_client, rejected_envelope_sends_no_content)
 		int		 c0, c1;
 		const char	*st0, *st1, *stage;
 	} cases[] = {
-		{ mail451, "EHLO client.test\r\nMAIL FROM:<a@x.test> SIZE=21\r\n"
+		{ mail451, "EHLO client.test\r\n"
+		    "MAIL FROM:<a@x.test> SIZE=21\r\n"
 		    "RCPT TO:<b@y.test>\r\nRCPT TO:<c@y.test>\r\nDATA\r\n"
 		    "QUIT\r\n", SMTPC_TEMPFAIL, SMTPC_TEMPFAIL, SMTPC_TEMPFAIL,
 		    451, 451, "4.3.0", "4.3.0", "MAIL" },
@@ -966,7 +968,7 @@ Test(smtp_client, bad_body_is_never_completed)
 	};
 	static const struct {
 		const char	*body;
-		size_t		 extra;		/* announce more than there is */
+		size_t		 extra;		/* announced, not there */
 		enum smtp_client_outcome o;
 		const char	*status;
 	} cases[] = {

@@ -1447,6 +1447,7 @@ smtp_server_readcb(struct bufferevent *bev, void *arg)
 }
 
 static void smtp_server_eventcb(struct bufferevent *, short, void *);
+static void smtp_server_writecb(struct bufferevent *, void *);
 
 /* The 220 to STARTTLS has left: hand the socket to OpenSSL. */
 static void

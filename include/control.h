@@ -25,6 +25,7 @@ struct control_env {
 	struct queue		*queue;		/* borrowed */
 	void			(*reload)(void *);
 	void			*reload_arg;
+	void			(*kick)(void);	/* something may be due now */
 };
 
 struct control;

@@ -37,6 +37,7 @@
 #include "conf.h"
 #include "control.h"
 #include "log.h"
+#include "pool.h"
 #include "queue.h"
 #include "rtconf.h"
 #include "smtp_server.h"
@@ -115,7 +116,7 @@ control_stats(struct control *ctl)
 {
 	struct queue_counts	 qc;
 	struct spool_stats	 ss;
-	struct rtconf		*rt = rtconf_current();
+	struct pool_stats	 ps;
 	int64_t			 now = util_wallclock();
 	json_t			*o;
 
@@ -142,10 +143,11 @@ control_stats(struct control *ctl)
 	    "current", (json_int_t)stats.connections_in_current,
 	    "total", (json_int_t)stats.connections_in_total,
 	    "rejected", (json_int_t)stats.connections_in_rejected));
-	json_object_set_new(o, "pool", json_pack("{s:I, s:I, s:I, s:I}",
-	    "size", (json_int_t)(rt != NULL ? rt->conf->delivery.pool_size :
-	    0), "in_use", (json_int_t)0, "idle", (json_int_t)0,
-	    "waiting", (json_int_t)0));
+	pool_get_stats(&ps);
+	json_object_set_new(o, "pool", json_pack("{s:I, s:I, s:I, s:I, s:I}",
+	    "size", (json_int_t)ps.size, "in_use", (json_int_t)ps.in_use,
+	    "idle", (json_int_t)ps.idle, "waiting", (json_int_t)ps.waiting,
+	    "peak", (json_int_t)ps.peak));
 	json_object_set_new(o, "tls_out", json_pack("{s:I, s:I, s:I}",
 	    "sessions", (json_int_t)stats.tls_out_sessions,
 	    "verified", (json_int_t)stats.tls_out_verified,
@@ -330,6 +332,8 @@ control_flush(struct control *ctl, json_t *req)
 	}
 	log_info("control: flush %s (%zu messages)", v != NULL ?
 	    json_string_value(v) : "all", n);
+	if (ctl->env.kick != NULL)
+		ctl->env.kick();
 	return (control_dump(json_pack("{s:b, s:I}", "ok", 1, "flushed",
 	    (json_int_t)n)));
 }
@@ -365,6 +369,8 @@ control_pending_done(uint64_t cookie, int error, void *arg)
 			queue_set_next_attempt(ctl->env.queue, m,
 			    util_wallclock());
 			log_info("%s: released by operator", idstr);
+			if (ctl->env.kick != NULL)
+				ctl->env.kick();
 			break;
 		case CONTROL_OP_DELETE:
 			queue_remove(ctl->env.queue, p->id);

@@ -45,6 +45,8 @@
 #include "auth.h"
 #include "conf.h"
 #include "control.h"
+#include "deliver.h"
+#include "dns.h"
 #include "listener.h"
 #include "log.h"
 #include "queue.h"
@@ -69,6 +71,7 @@ struct posternd {
 	struct spool		*spool;
 	struct queue		*queue;
 	struct worker_pool	*workers;
+	struct dns		*dns;
 	struct event		*ev_hup, *ev_term, *ev_int, *ev_stop;
 	bool			 stopping;
 	double			 stop_deadline;
@@ -344,10 +347,12 @@ posternd_stop_check(evutil_socket_t fd, short ev, void *arg)
 {
 	struct timeval	tv = { 0, 100000 };
 
-	if (smtp_server_count() == 0 || util_monotonic() > pd.stop_deadline) {
-		if (smtp_server_count() > 0)
-			log_warnx("stop: closing %zu sessions after %d s",
-			    smtp_server_count(), POSTERND_STOP_GRACE);
+	if ((smtp_server_count() == 0 && deliver_in_flight() == 0) ||
+	    util_monotonic() > pd.stop_deadline) {
+		if (smtp_server_count() > 0 || deliver_in_flight() > 0)
+			log_warnx("stop: closing %zu sessions and %zu deliveries "
+			    "after %d s", smtp_server_count(),
+			    deliver_in_flight(), POSTERND_STOP_GRACE);
 		event_base_loopexit(pd.base, NULL);
 		return;
 	}
@@ -372,10 +377,23 @@ posternd_signal(evutil_socket_t sig, short ev, void *arg)
 		for (i = 0; i < pd.nlisteners; i++)
 			listener_enable(pd.listeners[i], false);
 		smtp_server_shutdown();
+		deliver_shutdown();
 		pd.stop_deadline = util_monotonic() + POSTERND_STOP_GRACE;
 		posternd_stop_check(-1, 0, NULL);
 		break;
 	}
+}
+
+static void
+posternd_kick(void)
+{
+	deliver_kick();
+}
+
+static void
+posternd_queued(unsigned int id, void *arg)
+{
+	deliver_kick();
 }
 
 static int
@@ -486,6 +504,7 @@ main(int argc, char **argv)
 	cenv.base = pd.base;
 	cenv.queue = pd.queue;
 	cenv.reload = posternd_reload;
+	cenv.kick = posternd_kick;
 	{
 		char	*rundir = posternd_dirname(conf->control_socket);
 
@@ -510,12 +529,26 @@ main(int argc, char **argv)
 	if ((pd.workers = worker_pool_new(pd.base, POSTERND_WORKERS, err,
 	    sizeof(err))) == NULL)
 		fatalx("worker pool: %s", err);
+	if ((pd.dns = dns_new(pd.base, conf->delivery.dns_servers,
+	    conf->delivery.ndns_servers, err, sizeof(err))) == NULL)
+		fatalx("dns: %s", err);
+	{
+		struct deliver_env	denv;
+
+		memset(&denv, 0, sizeof(denv));
+		denv.base = pd.base;
+		denv.spool = pd.spool;
+		denv.queue = pd.queue;
+		denv.dns = pd.dns;
+		deliver_init(&denv);
+	}
 
 	memset(&senv, 0, sizeof(senv));
 	senv.base = pd.base;
 	senv.spool = pd.spool;
 	senv.queue = pd.queue;
 	senv.workers = pd.workers;
+	senv.queued_cb = posternd_queued;
 	smtp_server_init(&senv);
 
 	pd.ev_hup = evsignal_new(pd.base, SIGHUP, posternd_signal, NULL);
@@ -534,6 +567,8 @@ main(int argc, char **argv)
 		listener_free(pd.listeners[i]);
 	free(pd.listeners);
 	control_free(pd.control);
+	deliver_free();
+	dns_free(pd.dns);
 	worker_pool_free(pd.workers);
 	spool_close(pd.spool);
 	queue_free(pd.queue);

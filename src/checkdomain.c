@@ -1,0 +1,2 @@
+/* placeholder: checkdomain.c is being written */
+#include "compat.h"

@@ -1,0 +1,2 @@
+/* placeholder: dkimsign.c is being written */
+#include "compat.h"

@@ -1,0 +1,2 @@
+/* placeholder: spfcheck.c is being written */
+#include "compat.h"

@@ -79,5 +79,7 @@ struct pool_stats {
 	size_t		peak;		/* highest connections ever open */
 };
 void	pool_get_stats(struct pool_stats *);
+/* Connections in the middle of a transaction (what a stop waits for). */
+size_t	pool_busy(void);
 
 #endif /* POSTERN_POOL_H */

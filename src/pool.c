@@ -824,3 +824,20 @@ pool_get_stats(struct pool_stats *st)
 			st->in_use++;
 	}
 }
+
+size_t
+pool_busy(void)
+{
+	size_t		 it = 0, n = 0;
+	uint64_t	 k;
+	void		*v;
+
+	while (util_map_next(&pool_conns, &it, &k, &v)) {
+		struct pool_conn *c = v;
+
+		if (c->state == POOL_C_BUSY || c->state == POOL_C_WAIT ||
+		    c->state == POOL_C_RESETTING)
+			n++;
+	}
+	return (n);
+}

@@ -48,6 +48,7 @@
 #include "deliver.h"
 #include "dns.h"
 #include "listener.h"
+#include "pool.h"
 #include "log.h"
 #include "queue.h"
 #include "rtconf.h"
@@ -347,12 +348,13 @@ posternd_stop_check(evutil_socket_t fd, short ev, void *arg)
 {
 	struct timeval	tv = { 0, 100000 };
 
-	if ((smtp_server_count() == 0 && deliver_in_flight() == 0) ||
+	/* Wait for transactions, not for messages queued behind them. */
+	if ((smtp_server_count() == 0 && pool_busy() == 0) ||
 	    util_monotonic() > pd.stop_deadline) {
-		if (smtp_server_count() > 0 || deliver_in_flight() > 0)
-			log_warnx("stop: closing %zu sessions and %zu deliveries "
-			    "after %d s", smtp_server_count(),
-			    deliver_in_flight(), POSTERND_STOP_GRACE);
+		if (smtp_server_count() > 0 || pool_busy() > 0)
+			log_warnx("stop: closing %zu sessions and %zu outbound "
+			    "transactions after %d s", smtp_server_count(),
+			    pool_busy(), POSTERND_STOP_GRACE);
 		event_base_loopexit(pd.base, NULL);
 		return;
 	}

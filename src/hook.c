@@ -1,0 +1,2 @@
+/* placeholder: hook.c is being written */
+#include "compat.h"

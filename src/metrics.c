@@ -1,0 +1,2 @@
+/* placeholder: metrics.c is being written */
+#include "compat.h"

@@ -8,7 +8,9 @@
 # when swaks or the binary is missing).
 set -u
 
-builddir=${1:?usage: $0 BUILDDIR}
+# Under "make check" (automake TESTS) there is no argument: the build dir
+# comes from POSTERN_BUILDDIR, which AM_TESTS_ENVIRONMENT exports.
+builddir=${1:-${POSTERN_BUILDDIR:?usage: $0 BUILDDIR}}
 fakemx=${FAKEMX:-$builddir/tests/support/fakemx}
 here=$(cd "$(dirname "$0")" && pwd)
 

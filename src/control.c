@@ -37,6 +37,7 @@
 #include "conf.h"
 #include "control.h"
 #include "log.h"
+#include "metrics.h"
 #include "pool.h"
 #include "queue.h"
 #include "rtconf.h"
@@ -439,47 +440,9 @@ control_mutate(struct control *ctl, uint64_t client, json_t *req, int op)
 static char *
 control_metrics(struct control *ctl)
 {
-	struct queue_counts	 qc;
-	char			*text;
-	json_t			*o;
+	char	*text = metrics_text();
+	json_t	*o;
 
-	queue_counts(ctl->env.queue, &qc);
-	xasprintf(&text,
-	    "# HELP postern_uptime_seconds Seconds since the daemon started.\n"
-	    "# TYPE postern_uptime_seconds gauge\n"
-	    "postern_uptime_seconds %lld\n"
-	    "# HELP postern_queue_messages Messages in the queue by state.\n"
-	    "# TYPE postern_queue_messages gauge\n"
-	    "postern_queue_messages{state=\"active\"} %zu\n"
-	    "postern_queue_messages{state=\"deferred\"} %zu\n"
-	    "postern_queue_messages{state=\"held\"} %zu\n"
-	    "# HELP postern_messages_received_total Messages accepted.\n"
-	    "# TYPE postern_messages_received_total counter\n"
-	    "postern_messages_received_total %llu\n"
-	    "# HELP postern_messages_delivered_total Messages delivered.\n"
-	    "# TYPE postern_messages_delivered_total counter\n"
-	    "postern_messages_delivered_total %llu\n"
-	    "# HELP postern_messages_failed_total Messages failed.\n"
-	    "# TYPE postern_messages_failed_total counter\n"
-	    "postern_messages_failed_total %llu\n"
-	    "# HELP postern_messages_expired_total Messages expired.\n"
-	    "# TYPE postern_messages_expired_total counter\n"
-	    "postern_messages_expired_total %llu\n"
-	    "# HELP postern_connections_in Inbound sessions open.\n"
-	    "# TYPE postern_connections_in gauge\n"
-	    "postern_connections_in %llu\n"
-	    "# HELP postern_connections_in_total Inbound sessions accepted.\n"
-	    "# TYPE postern_connections_in_total counter\n"
-	    "postern_connections_in_total %llu\n",
-	    (long long)(util_wallclock() - stats.started_at),
-	    qc.by_state[QUEUE_ACTIVE], qc.by_state[QUEUE_DEFERRED],
-	    qc.by_state[QUEUE_HELD],
-	    (unsigned long long)stats.messages_received,
-	    (unsigned long long)stats.messages_delivered,
-	    (unsigned long long)stats.messages_failed,
-	    (unsigned long long)stats.messages_expired,
-	    (unsigned long long)stats.connections_in_current,
-	    (unsigned long long)stats.connections_in_total);
 	o = json_pack("{s:b, s:s}", "ok", 1, "text", text);
 	free(text);
 	return (control_dump(o));

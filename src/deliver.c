@@ -39,6 +39,7 @@
 #include "deliver.h"
 #include "dsn.h"
 #include "log.h"
+#include "metrics.h"
 #include "pool.h"
 #include "queue.h"
 #include "rtconf.h"
@@ -219,6 +220,8 @@ deliver_result(struct pool_job *j, const struct pool_attempt *a,
 		}
 		log_delivery(m->idstr, rc->addr, a->relay, delay, a->tls,
 		    a->verified, r->status, status, r->reply);
+		metrics_observe_delivery(j->dest, status, delay, a->tls,
+		    a->verified);
 	}
 	assert(sent + deferred + failed == j->nrcpts);
 	free(j->rcpts);
@@ -439,6 +442,16 @@ deliver_msg_finish(struct deliver_msg *m)
 			log_delivery(m->idstr, rc->addr, "none",
 			    (double)(now - m->env.queued_at), "none", false,
 			    "4.4.7", "expired", rc->reply);
+			{
+				char	dom[256];
+
+				strlcpy(dom, deliver_domain_of(rc->addr),
+				    sizeof(dom));
+				util_lowercase(dom);
+				metrics_observe_delivery(dom, "expired",
+				    (double)(now - m->env.queued_at), "none",
+				    false);
+			}
 		}
 	}
 	for (i = 0; i < m->env.nrcpts; i++)

@@ -50,6 +50,7 @@
 #include "listener.h"
 #include "pool.h"
 #include "log.h"
+#include "metrics.h"
 #include "queue.h"
 #include "rtconf.h"
 #include "smtp_server.h"
@@ -73,6 +74,8 @@ struct posternd {
 	struct queue		*queue;
 	struct worker_pool	*workers;
 	struct dns		*dns;
+	struct metrics_http	*metrics;	/* NULL when metrics.listen is off */
+	char			*metrics_listen;	/* "host:port" it serves */
 	struct event		*ev_hup, *ev_term, *ev_int, *ev_stop;
 	bool			 stopping;
 	double			 stop_deadline;
@@ -313,6 +316,37 @@ posternd_listeners(const struct conf *conf, bool reload)
 	return (rc);
 }
 
+/* Start, move or stop the Prometheus endpoint to match conf. */
+static void
+posternd_metrics_http(const struct conf *conf)
+{
+	char	*want = NULL, err[256];
+
+	if (conf->metrics.listen.host != NULL)
+		xasprintf(&want, "%s:%d", conf->metrics.listen.host,
+		    conf->metrics.listen.port);
+	if (want != NULL && pd.metrics_listen != NULL &&
+	    strcmp(want, pd.metrics_listen) == 0) {
+		free(want);
+		return;
+	}
+	metrics_http_free(pd.metrics);
+	pd.metrics = NULL;
+	free(pd.metrics_listen);
+	pd.metrics_listen = NULL;
+	if (want == NULL)
+		return;
+	pd.metrics = metrics_http_new(pd.base, conf->metrics.listen.host,
+	    conf->metrics.listen.port, err, sizeof(err));
+	if (pd.metrics == NULL) {
+		log_warnx("metrics: %s", err);
+		free(want);
+		return;
+	}
+	log_info("metrics on http://%s/metrics", want);
+	pd.metrics_listen = want;
+}
+
 static void
 posternd_reload(void *arg)
 {
@@ -340,6 +374,7 @@ posternd_reload(void *arg)
 		    "restart");
 	rtconf_set_current(rt);
 	posternd_listeners(rt->conf, true);
+	posternd_metrics_http(rt->conf);
 	log_info("configuration reloaded");
 }
 
@@ -517,6 +552,7 @@ main(int argc, char **argv)
 	pd.control = control_new(&cenv, conf, err, sizeof(err));
 	if (pd.control == NULL)
 		fatalx("control socket: %s", err);
+	posternd_metrics_http(conf);
 	posternd_drop_privileges(conf);
 
 	if (posternd_mkdirs(conf->spool_dir, 0700) == -1)
@@ -525,6 +561,13 @@ main(int argc, char **argv)
 	    sizeof(err))) == NULL)
 		fatalx("spool: %s", err);
 	control_set_spool(pd.control, pd.spool);
+	{
+		struct metrics_env	menv;
+
+		menv.queue = pd.queue;
+		menv.spool = pd.spool;
+		metrics_init(&menv);
+	}
 	if ((n = spool_recover(pd.spool, posternd_recover_one, NULL)) == -1)
 		fatalx("spool recovery failed");
 	log_info("recovered %d queued messages from %s", n, conf->spool_dir);
@@ -569,6 +612,9 @@ main(int argc, char **argv)
 		listener_free(pd.listeners[i]);
 	free(pd.listeners);
 	control_free(pd.control);
+	metrics_http_free(pd.metrics);
+	free(pd.metrics_listen);
+	metrics_free();
 	deliver_free();
 	dns_free(pd.dns);
 	worker_pool_free(pd.workers);

@@ -14,6 +14,13 @@
  * PR_SET_PDEATHSIG so a test killed by its Criterion timeout takes its
  * daemon with it; an atexit hook does the same for tests that fail an
  * assertion, and keeps their dir for the post-mortem.
+ *
+ * The delivery peers (dnsmasq, fakemx) are children of the test too, with
+ * the same PR_SET_PDEATHSIG, stopped by harness_free() and killed by the
+ * atexit hook.  Every fakemx of a test listens on the TCP port that the
+ * test holds bound on 127.0.0.1 (smarthost_port): no other test can be
+ * given that port, so sinks of parallel tests never collide even when
+ * they use the same 127.0.0.x address.
  */
 #include "compat.h"
 
@@ -52,6 +59,9 @@
 #define HARNESS_STOP_TIMEOUT	30
 #define HARNESS_CONTROL_TIMEOUT	30000	/* ms */
 #define HARNESS_CONTROL_MAX	(64 * 1024 * 1024)
+#define HARNESS_PEER_TIMEOUT	30	/* s, a peer to be ready */
+#define HARNESS_DNSMASQ		"/usr/sbin/dnsmasq"
+#define HARNESS_DNS_ARGS_MAX	64
 
 static struct harness	*harness_live;
 static bool		 harness_atexit_set;
@@ -149,14 +159,29 @@ harness_reap(struct harness *h)
 	return (false);
 }
 
+/* SIGKILL and reap a peer process; *pid becomes -1. */
+static void
+harness_peer_kill(pid_t *pid)
+{
+	if (*pid > 0) {
+		kill(*pid, SIGKILL);
+		waitpid(*pid, NULL, 0);
+	}
+	*pid = -1;
+}
+
 static void
 harness_atexit(void)
 {
 	struct harness	*h;
+	size_t		 i;
 
 	for (h = harness_live; h != NULL; h = h->next) {
 		if (h->freed)
 			continue;
+		harness_peer_kill(&h->dns_pid);
+		for (i = 0; i < h->nmx; i++)
+			harness_peer_kill(&h->mx[i].pid);
 		if (h->pid > 0) {
 			kill(h->pid, SIGKILL);
 			waitpid(h->pid, NULL, 0);
@@ -209,6 +234,7 @@ harness_new(void)
 	if ((h = calloc(1, sizeof(*h))) == NULL)
 		return (NULL);
 	h->pid = -1;
+	h->dns_pid = -1;
 	h->hold_fds[0] = h->hold_fds[1] = -1;
 	if (mkdtemp(tmpl) == NULL) {
 		free(h);
@@ -272,15 +298,45 @@ harness_log_ctrl(struct harness *h)
 	return (-1);
 }
 
+/* Whether a peer's log (dir-relative path) has a sanitizer report. */
+static bool
+harness_file_has_sanitizer(const char *path)
+{
+	static const char	*needles[] = { "ERROR: AddressSanitizer",
+				    "ERROR: LeakSanitizer", "runtime error:" };
+	char			 line[1024];
+	FILE			*fp;
+	size_t			 i;
+	bool			 found = false;
+
+	if ((fp = fopen(path, "r")) == NULL)
+		return (false);
+	while (!found && fgets(line, sizeof(line), fp) != NULL)
+		for (i = 0; i < nitems(needles); i++)
+			if (strstr(line, needles[i]) != NULL)
+				found = true;
+	fclose(fp);
+	return (found);
+}
+
 void
 harness_free(struct harness *h)
 {
+	char	path[PATH_MAX];
 	long	bad;
+	size_t	i;
 
 	if (h == NULL)
 		return;
 	if (h->pid > 0)
 		harness_stop(h);
+	(void)harness_dns_stop(h);
+	for (i = 0; i < h->nmx; i++) {
+		(void)harness_mx_stop(h, (int)i);
+		snprintf(path, sizeof(path), "%s/fakemx.log", h->mx[i].dir);
+		if (harness_file_has_sanitizer(path))
+			cr_assert_fail("sanitizer report in %s", path);
+	}
 	/*
 	 * A sanitizer report from the daemon fails the test that ran it
 	 * (the daemon's stderr is its log, which the test never prints); the
@@ -304,7 +360,11 @@ harness_free(struct harness *h)
 	free(h->limits);
 	free(h->extra);
 	free(h->user);
+	free(h->delivery);
+	free(h->tls_policy);
+	free(h->retry);
 	h->relay_networks = h->limits = h->extra = h->user = NULL;
+	h->delivery = h->tls_policy = h->retry = NULL;
 	/* Stays on the live list (marked) so the atexit walk stays valid. */
 	h->freed = true;
 }
@@ -373,6 +433,24 @@ void
 harness_set_user(struct harness *h, const char *v)
 {
 	harness_replace(&h->user, v);
+}
+
+void
+harness_set_delivery(struct harness *h, const char *v)
+{
+	harness_replace(&h->delivery, v);
+}
+
+void
+harness_set_tls_policy(struct harness *h, const char *v)
+{
+	harness_replace(&h->tls_policy, v);
+}
+
+void
+harness_set_retry(struct harness *h, const char *v)
+{
+	harness_replace(&h->retry, v);
 }
 
 void
@@ -625,10 +703,17 @@ harness_write_conf(struct harness *h)
 		fprintf(fp, "relay_networks = %s;\n", h->relay_networks);
 	if (h->limits != NULL)
 		fprintf(fp, "limits = {\n  %s\n};\n", h->limits);
-	fprintf(fp, "delivery = {\n"
-	    "  smarthost = \"[127.0.0.1]:%d\";\n"
-	    "  dns_servers = [ \"127.0.0.1:%d\" ];\n"
-	    "};\n", h->smarthost_port, h->dns_port);
+	if (h->delivery != NULL)
+		fprintf(fp, "delivery = {\n  %s\n};\n", h->delivery);
+	else
+		fprintf(fp, "delivery = {\n"
+		    "  smarthost = \"[127.0.0.1]:%d\";\n"
+		    "  dns_servers = [ \"127.0.0.1:%d\" ];\n"
+		    "};\n", h->smarthost_port, h->dns_port);
+	if (h->tls_policy != NULL)
+		fprintf(fp, "tls_policy = (\n  %s\n);\n", h->tls_policy);
+	if (h->retry != NULL)
+		fprintf(fp, "retry = {\n  %s\n};\n", h->retry);
 	if (h->extra != NULL)
 		fprintf(fp, "%s\n", h->extra);
 	if (fclose(fp) != 0) {
@@ -1219,4 +1304,477 @@ harness_log_has_queued(struct harness *h)
 {
 	return (harness_log_grep(h, "[0-9A-F]{8}: from=<") ||
 	    harness_log_grep(h, "queued as"));
+}
+
+/*
+ * Delivery peers: dnsmasq and fakemx.
+ */
+
+/*
+ * Fork and exec argv as a peer of the test: killed with the test
+ * (PR_SET_PDEATHSIG), stdout+stderr appended to logpath, cwd = h->dir.
+ */
+static pid_t
+harness_spawn(struct harness *h, const char *const *argv, const char *logpath)
+{
+	extern char	**environ;
+	char		**envp;
+	size_t		  n = 0, i;
+	pid_t		  pid, parent = getpid();
+	int		  fd;
+
+	/*
+	 * Without Criterion's BXFI_MAP: a peer that happens to link
+	 * libcriterion (the ASan build keeps it) would otherwise take itself
+	 * for a test worker and abort at start.
+	 */
+	for (i = 0; environ[i] != NULL; i++)
+		;
+	if ((envp = calloc(i + 1, sizeof(*envp))) == NULL) {
+		harness_seterr(h, "calloc: %s", strerror(errno));
+		return (-1);
+	}
+	for (i = 0; environ[i] != NULL; i++)
+		if (strncmp(environ[i], "BXFI_", 5) != 0)
+			envp[n++] = environ[i];
+	envp[n] = NULL;
+	fflush(stderr);
+	if ((pid = fork()) == -1) {
+		harness_seterr(h, "fork: %s", strerror(errno));
+		free(envp);
+		return (-1);
+	}
+	if (pid == 0) {
+		/* Only async-signal-safe calls: the test may have threads. */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(126);
+		fd = open(logpath, O_WRONLY | O_CREAT | O_APPEND, 0644);
+		if (fd == -1)
+			_exit(125);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		if ((fd = open("/dev/null", O_RDONLY)) != -1)
+			dup2(fd, 0);
+		if (chdir(h->dir) == -1)
+			_exit(124);
+		execve(argv[0], (char *const *)argv, envp);
+		_exit(127);
+	}
+	free(envp);
+	return (pid);
+}
+
+/* SIGTERM, up to 10 s to exit, then SIGKILL; *pid becomes -1. */
+static void
+harness_peer_stop(pid_t *pid)
+{
+	long	deadline = harness_now_ms() + 10000;
+
+	if (*pid <= 0)
+		return;
+	kill(*pid, SIGTERM);
+	while (waitpid(*pid, NULL, WNOHANG) == 0) {
+		if (harness_now_ms() > deadline) {
+			harness_peer_kill(pid);
+			return;
+		}
+		harness_sleep_ms(20);
+	}
+	*pid = -1;
+}
+
+/* Whether a peer process has exited (reaped here, status in *status). */
+static bool
+harness_peer_exited(pid_t pid, int *status)
+{
+	pid_t	r;
+
+	*status = -1;
+	r = waitpid(pid, status, WNOHANG);
+	return (r == pid || (r == -1 && errno == ECHILD));
+}
+
+/* Whether a DNS server answers on 127.0.0.1:port (any reply counts). */
+static bool
+harness_dns_probe(int port)
+{
+	/* id 0x7e57, RD, one question: probe.test IN A. */
+	static const unsigned char	 q[] = { 0x7e, 0x57, 0x01, 0x00, 0, 1,
+					    0, 0, 0, 0, 0, 0, 5, 'p', 'r', 'o',
+					    'b', 'e', 4, 't', 'e', 's', 't',
+					    0, 0, 1, 0, 1 };
+	unsigned char			 r[512];
+	struct sockaddr_in		 sin;
+	struct pollfd			 pfd;
+	ssize_t				 n;
+	int				 fd;
+	bool				 ok = false;
+
+	if ((fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0)) == -1)
+		return (false);
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_port = htons((uint16_t)port);
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0 &&
+	    send(fd, q, sizeof(q), 0) == (ssize_t)sizeof(q)) {
+		pfd.fd = fd;
+		pfd.events = POLLIN;
+		if (poll(&pfd, 1, 200) == 1 &&
+		    (n = recv(fd, r, sizeof(r), 0)) >= 12 && r[0] == q[0] &&
+		    r[1] == q[1])
+			ok = true;
+	}
+	close(fd);
+	return (ok);
+}
+
+int
+harness_dns_start(struct harness *h, const char *const *args)
+{
+	const char	*argv[HARNESS_DNS_ARGS_MAX + 16];
+	char		 portarg[32], logpath[PATH_MAX];
+	size_t		 n, i;
+	long		 deadline;
+	pid_t		 pid;
+	int		 attempt, fd, port, status = -1;
+
+	if (h->dns_pid > 0) {
+		harness_seterr(h, "dnsmasq already running");
+		return (-1);
+	}
+	if (access(HARNESS_DNSMASQ, X_OK) == -1) {
+		harness_seterr(h, "%s: %s (Debian dnsmasq-base)",
+		    HARNESS_DNSMASQ, strerror(errno));
+		return (-1);
+	}
+	for (i = 0; args != NULL && args[i] != NULL; i++)
+		;
+	if (i > HARNESS_DNS_ARGS_MAX) {
+		harness_seterr(h, "too many dnsmasq arguments");
+		return (-1);
+	}
+	snprintf(logpath, sizeof(logpath), "%s/dnsmasq.log", h->dir);
+	/*
+	 * The port comes from the kernel and goes straight to dnsmasq; if
+	 * another test takes it in between, dnsmasq exits and we try again.
+	 */
+	for (attempt = 0; attempt < 5; attempt++) {
+		if ((fd = harness_bind_any("127.0.0.1", SOCK_DGRAM, &port))
+		    == -1) {
+			harness_seterr(h, "no free UDP port: %s",
+			    strerror(errno));
+			return (-1);
+		}
+		close(fd);
+		snprintf(portarg, sizeof(portarg), "--port=%d", port);
+		n = 0;
+		argv[n++] = HARNESS_DNSMASQ;
+		argv[n++] = "--keep-in-foreground";
+		argv[n++] = "--no-resolv";
+		argv[n++] = "--no-hosts";
+		argv[n++] = "--conf-file=/dev/null";
+		argv[n++] = "--bind-interfaces";
+		argv[n++] = "--listen-address=127.0.0.1";
+		argv[n++] = portarg;
+		argv[n++] = "--pid-file=";
+		argv[n++] = "--log-facility=-";
+		argv[n++] = "--log-queries";
+		argv[n++] = "--local=/test/";
+		for (i = 0; args != NULL && args[i] != NULL; i++)
+			argv[n++] = args[i];
+		argv[n] = NULL;
+		if ((pid = harness_spawn(h, argv, logpath)) == -1)
+			return (-1);
+		h->dns_pid = pid;
+		deadline = harness_now_ms() + HARNESS_PEER_TIMEOUT * 1000L;
+		for (;;) {
+			if (harness_peer_exited(pid, &status)) {
+				h->dns_pid = -1;
+				break;
+			}
+			if (harness_dns_probe(port)) {
+				h->dnsmasq_port = port;
+				return (0);
+			}
+			if (harness_now_ms() > deadline) {
+				harness_peer_kill(&h->dns_pid);
+				harness_seterr(h, "dnsmasq does not answer on "
+				    "port %d after %d s (see %s)", port,
+				    HARNESS_PEER_TIMEOUT, logpath);
+				return (-1);
+			}
+			harness_sleep_ms(20);
+		}
+	}
+	harness_seterr(h, "dnsmasq exited at start %d times, last status "
+	    "0x%x (see %s)", attempt, status, logpath);
+	return (-1);
+}
+
+int
+harness_dns_port(const struct harness *h)
+{
+	return (h->dnsmasq_port);
+}
+
+int
+harness_dns_stop(struct harness *h)
+{
+	if (h->dns_pid <= 0)
+		return (-1);
+	harness_peer_stop(&h->dns_pid);
+	return (0);
+}
+
+int
+harness_mx_port(const struct harness *h)
+{
+	return (h->smarthost_port);
+}
+
+int
+harness_mx_start(struct harness *h, const char *addr,
+    const char *const *args)
+{
+	struct harness_mx	*m;
+	const char		*argv[64];
+	char			 bin[PATH_MAX], listen[96], cert[PATH_MAX],
+				 key[PATH_MAX], ready[PATH_MAX],
+				 logpath[PATH_MAX];
+	size_t			 n = 0, i;
+	long			 deadline;
+	bool			 has_cert = false, was_tls;
+	pid_t			 pid;
+	int			 status;
+
+	if (h->nmx == HARNESS_MAX_MX) {
+		harness_seterr(h, "too many fakemx instances");
+		return (-1);
+	}
+	snprintf(bin, sizeof(bin), "%s/tests/support/fakemx",
+	    harness_builddir());
+	if (access(bin, X_OK) == -1) {
+		harness_seterr(h, "%s: %s (make tests/support/fakemx)", bin,
+		    strerror(errno));
+		return (-1);
+	}
+	for (i = 0; args != NULL && args[i] != NULL; i++)
+		if (strcmp(args[i], "--cert") == 0)
+			has_cert = true;
+	if (i > nitems(argv) - 10) {
+		harness_seterr(h, "too many fakemx arguments");
+		return (-1);
+	}
+	if (!has_cert) {
+		/* Certificates only: the daemon's inbound TLS stays as set. */
+		was_tls = h->tls;
+		if (harness_use_tls(h) == -1)
+			return (-1);
+		h->tls = was_tls;
+	}
+	m = &h->mx[h->nmx];
+	memset(m, 0, sizeof(*m));
+	m->pid = -1;
+	strlcpy(m->addr, addr, sizeof(m->addr));
+	snprintf(ready, sizeof(ready), "%s/mx-%zu", h->dir, h->nmx);
+	strlcpy(m->dir, ready, sizeof(m->dir));
+	if (mkdir(m->dir, 0755) == -1 && errno != EEXIST) {
+		harness_seterr(h, "mkdir %s: %s", m->dir, strerror(errno));
+		return (-1);
+	}
+	snprintf(listen, sizeof(listen), "%s:%d", addr, harness_mx_port(h));
+	snprintf(cert, sizeof(cert), "%s/server.pem", h->cert_dir);
+	snprintf(key, sizeof(key), "%s/server.key", h->cert_dir);
+	snprintf(ready, sizeof(ready), "%s/ready", m->dir);
+	snprintf(logpath, sizeof(logpath), "%s/fakemx.log", m->dir);
+	argv[n++] = bin;
+	argv[n++] = "--listen";
+	argv[n++] = listen;
+	argv[n++] = "--dir";
+	argv[n++] = m->dir;
+	if (!has_cert) {
+		argv[n++] = "--cert";
+		argv[n++] = cert;
+		argv[n++] = "--key";
+		argv[n++] = key;
+	}
+	for (i = 0; args != NULL && args[i] != NULL; i++)
+		argv[n++] = args[i];
+	argv[n] = NULL;
+	unlink(ready);
+	if ((pid = harness_spawn(h, argv, logpath)) == -1)
+		return (-1);
+	m->pid = pid;
+	h->nmx++;
+	deadline = harness_now_ms() + HARNESS_PEER_TIMEOUT * 1000L;
+	while (!harness_file_exists(ready)) {
+		if (harness_peer_exited(pid, &status)) {
+			m->pid = -1;
+			harness_seterr(h, "fakemx on %s exited at start, "
+			    "status 0x%x (see %s)", listen, status, logpath);
+			return (-1);
+		}
+		if (harness_now_ms() > deadline) {
+			harness_peer_kill(&m->pid);
+			harness_seterr(h, "fakemx on %s not ready after %d s",
+			    listen, HARNESS_PEER_TIMEOUT);
+			return (-1);
+		}
+		harness_sleep_ms(20);
+	}
+	return ((int)(h->nmx - 1));
+}
+
+int
+harness_mx_stop(struct harness *h, int idx)
+{
+	if (idx < 0 || (size_t)idx >= h->nmx || h->mx[idx].pid <= 0)
+		return (-1);
+	harness_peer_stop(&h->mx[idx].pid);
+	return (0);
+}
+
+const char *
+harness_mx_dir(const struct harness *h, int idx)
+{
+	return (h->mx[idx].dir);
+}
+
+int
+harness_mx_messages(struct harness *h, int idx)
+{
+	char		 path[PATH_MAX];
+	DIR		*d;
+	struct dirent	*de;
+	size_t		 len;
+	int		 n = 0;
+
+	snprintf(path, sizeof(path), "%s/msgs", h->mx[idx].dir);
+	if ((d = opendir(path)) == NULL)
+		return (0);
+	while ((de = readdir(d)) != NULL) {
+		len = strlen(de->d_name);
+		if (len == 11 && strspn(de->d_name, "0123456789") == 6 &&
+		    strcmp(de->d_name + 6, ".json") == 0)
+			n++;
+	}
+	closedir(d);
+	return (n);
+}
+
+bool
+harness_mx_wait_messages(struct harness *h, int idx, int n, int timeout_s)
+{
+	long	deadline = harness_now_ms() + (long)timeout_s * 1000;
+
+	for (;;) {
+		if (harness_mx_messages(h, idx) >= n)
+			return (true);
+		if (harness_now_ms() > deadline)
+			return (false);
+		harness_sleep_ms(50);
+	}
+}
+
+/* A whole file, malloc'd and NUL-terminated, or NULL. */
+static char *
+harness_read_file(const char *path, size_t *lenp)
+{
+	char	*buf = NULL, *nb;
+	size_t	 cap = 0, len = 0;
+	ssize_t	 n;
+	int	 fd;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+		return (NULL);
+	for (;;) {
+		if (len + 4096 + 1 > cap) {
+			cap = cap == 0 ? 65536 : cap * 2;
+			if ((nb = realloc(buf, cap)) == NULL) {
+				free(buf);
+				close(fd);
+				return (NULL);
+			}
+			buf = nb;
+		}
+		n = read(fd, buf + len, cap - len - 1);
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+	}
+	close(fd);
+	buf[len] = '\0';
+	if (lenp != NULL)
+		*lenp = len;
+	return (buf);
+}
+
+char *
+harness_mx_read(struct harness *h, int idx, int n, const char *ext,
+    size_t *len)
+{
+	char	path[PATH_MAX];
+
+	snprintf(path, sizeof(path), "%s/msgs/%06d.%s", h->mx[idx].dir, n,
+	    ext);
+	return (harness_read_file(path, len));
+}
+
+json_t *
+harness_mx_json(struct harness *h, int idx, int n)
+{
+	char		path[PATH_MAX];
+	json_error_t	jerr;
+
+	snprintf(path, sizeof(path), "%s/msgs/%06d.json", h->mx[idx].dir, n);
+	return (json_load_file(path, 0, &jerr));
+}
+
+json_t *
+harness_mx_stats(struct harness *h, int idx)
+{
+	char		path[PATH_MAX];
+	json_error_t	jerr;
+
+	snprintf(path, sizeof(path), "%s/stats.json", h->mx[idx].dir);
+	return (json_load_file(path, 0, &jerr));
+}
+
+long long
+harness_mx_stat(struct harness *h, int idx, const char *key)
+{
+	json_t		*st, *v;
+	long long	 n = -1;
+
+	if ((st = harness_mx_stats(h, idx)) == NULL)
+		return (-1);
+	if (json_is_integer(v = json_object_get(st, key)))
+		n = (long long)json_integer_value(v);
+	json_decref(st);
+	return (n);
+}
+
+bool
+harness_mx_has_file(const struct harness *h, int idx, const char *name)
+{
+	char	path[PATH_MAX];
+
+	snprintf(path, sizeof(path), "%s/%s", h->mx[idx].dir, name);
+	return (harness_file_exists(path));
+}
+
+bool
+harness_wait_queue_count(struct harness *h, int n, int timeout_s)
+{
+	long	deadline = harness_now_ms() + (long)timeout_s * 1000;
+
+	for (;;) {
+		if (harness_queue_count(h) == n)
+			return (true);
+		if (harness_now_ms() > deadline)
+			return (false);
+		harness_sleep_ms(100);
+	}
 }

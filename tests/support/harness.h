@@ -10,6 +10,13 @@
  * the dir; when a test fails first, an atexit hook kills the daemon, keeps
  * the dir and prints its path and the log's tail to stderr.
  *
+ * Delivery tests add real peers: a dnsmasq on a free UDP port of 127.0.0.1
+ * (harness_dns_start) and fakemx sinks (harness_mx_start), each on its own
+ * 127.0.0.x address and all on one TCP port that this test alone holds
+ * bound on 127.0.0.1 (harness_mx_port), so parallel tests never meet.
+ * Peers die with the test like the daemon: harness_free() stops them and
+ * the atexit hook kills them.
+ *
  * Functions return 0/-1 (or NULL) and leave a message in harness_err(h).
  */
 #ifndef POSTERN_HARNESS_H
@@ -25,12 +32,20 @@
 
 #define HARNESS_MAX_LISTENERS	8
 #define HARNESS_ERR_MAX		4096
+#define HARNESS_MAX_MX		8
 
 struct harness_listener {
 	char	address[64];
 	int	port;
 	char	tls[16];	/* "none" | "starttls" | "implicit" */
 	char	auth[16];	/* "none" | "optional" | "required" */
+};
+
+/* One fakemx sink started by harness_mx_start(). */
+struct harness_mx {
+	char	addr[64];	/* listens on addr:harness_mx_port() */
+	char	dir[192];	/* its --dir: msgs/, stats.json ... */
+	pid_t	pid;		/* running or -1 */
 };
 
 struct harness {
@@ -52,6 +67,9 @@ struct harness {
 	char	*limits;		/* statements inside limits = { } */
 	char	*extra;			/* top-level statements */
 	char	*user;			/* default: current user */
+	char	*delivery;		/* inside delivery = { } */
+	char	*tls_policy;		/* inside tls_policy = ( ) */
+	char	*retry;			/* inside retry = { } */
 	bool	 tls;			/* write the tls = { } block */
 	bool	 have_users;		/* write auth = { } */
 	bool	 raw_conf;		/* the test wrote conf_path */
@@ -60,6 +78,11 @@ struct harness {
 	int	 smarthost_port;	/* bound TCP, never listening */
 	int	 dns_port;		/* bound UDP, never answering */
 	int	 hold_fds[2];
+
+	pid_t	 dns_pid;		/* dnsmasq or -1 */
+	int	 dnsmasq_port;		/* its port; 0: not started */
+	struct harness_mx mx[HARNESS_MAX_MX];
+	size_t	 nmx;
 
 	pid_t	 pid;			/* running daemon or -1 */
 	int	 exit_status;		/* wait status at the stop */
@@ -97,6 +120,13 @@ void		 harness_set_relay_networks(struct harness *, const char *);
 void		 harness_set_limits(struct harness *, const char *);
 void		 harness_append_conf(struct harness *, const char *);
 void		 harness_set_user(struct harness *, const char *);
+/*
+ * The statements inside delivery = { } (replacing the default smarthost
+ * that never answers), inside tls_policy = ( ) and inside retry = { }.
+ */
+void		 harness_set_delivery(struct harness *, const char *);
+void		 harness_set_tls_policy(struct harness *, const char *);
+void		 harness_set_retry(struct harness *, const char *);
 
 /*
  * Add name:hash[:domains] to the users file, the hash made by
@@ -186,6 +216,59 @@ int		 harness_run(const char *const *argv, const char *stdin_data,
 /* Hash password with posternd --hash-password into hash: 0 or -1. */
 int		 harness_hash_password(const char *password, char *hash,
 		    size_t hashlen, char *err, size_t errlen);
+
+/*
+ * Start dnsmasq on 127.0.0.1 and a free port, answering only from args
+ * (NULL-terminated dnsmasq options such as "--mx-host=ok.test,mx.ok.test,10";
+ * --local=/test/ is always given, so other names under .test are
+ * NXDOMAIN).  Waits until it answers a query; its log is dir/dnsmasq.log.
+ */
+int		 harness_dns_start(struct harness *,
+		    const char *const *args);
+/* Its port (for delivery.dns_servers), or 0 if not started. */
+int		 harness_dns_port(const struct harness *);
+int		 harness_dns_stop(struct harness *);
+
+/*
+ * The TCP port every fakemx of this test listens on (delivery.port): held
+ * bound on 127.0.0.1 by this test, so free on every other 127.0.0.x.
+ */
+int		 harness_mx_port(const struct harness *);
+/*
+ * Start fakemx --listen addr:harness_mx_port() --dir dir/mx-N with args
+ * (NULL-terminated, may be NULL).  Unless args has "--cert", it gets the
+ * test PKI's server.pem (SAN mx.ok.test, localhost) and so offers
+ * STARTTLS.  Waits for DIR/ready.  Returns the index or -1.
+ */
+int		 harness_mx_start(struct harness *, const char *addr,
+		    const char *const *args);
+/* SIGTERM (then SIGKILL) and reap. */
+int		 harness_mx_stop(struct harness *, int idx);
+const char	*harness_mx_dir(const struct harness *, int idx);
+/* Messages the sink recorded (msgs/NNNNNN.json files). */
+int		 harness_mx_messages(struct harness *, int idx);
+/* Poll until the sink recorded at least n messages; false at timeout. */
+bool		 harness_mx_wait_messages(struct harness *, int idx, int n,
+		    int timeout_s);
+/*
+ * msgs/NNNNNN.ext of message n (1-based), malloc'd and NUL-terminated,
+ * or NULL.  ext is "eml" or "json".
+ */
+char		*harness_mx_read(struct harness *, int idx, int n,
+		    const char *ext, size_t *len);
+/* msgs/NNNNNN.json parsed (caller json_decref()s), or NULL. */
+json_t		*harness_mx_json(struct harness *, int idx, int n);
+/* stats.json parsed, or NULL. */
+json_t		*harness_mx_stats(struct harness *, int idx);
+/* An integer of stats.json, or -1. */
+long long	 harness_mx_stat(struct harness *, int idx, const char *key);
+/* Whether DIR/name exists (e.g. "plaintext-mail.log"). */
+bool		 harness_mx_has_file(const struct harness *, int idx,
+		    const char *name);
+
+/* Poll "queue" until it lists exactly n messages; false at timeout. */
+bool		 harness_wait_queue_count(struct harness *, int n,
+		    int timeout_s);
 
 /* Whether the log has a per-message line of any queued message. */
 bool		 harness_log_has_queued(struct harness *);

@@ -678,7 +678,7 @@ Test(hook, child_not_reading_stdin_does_not_block_the_loop)
 	free(many);	/* the hook keeps its own copy */
 	cr_assert(th_run_until(th_one_done, 10));
 	/* 2 s at 20 ms is ~100 ticks; a blocked loop would give ~0. */
-	cr_assert_gt(ticks, 50, "timer fired %d times in %.2f s", ticks,
+	cr_assert_gt(ticks, 20, "timer fired %d times in %.2f s", ticks,
 	    util_monotonic() - t0);
 	cr_assert_eq(stats.escalations_sent, 1);
 	event_free(tick);

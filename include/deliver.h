@@ -9,13 +9,17 @@
 #ifndef POSTERN_DELIVER_H
 #define POSTERN_DELIVER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "postern.h"
 
 struct dns;
 struct event_base;
 struct queue;
 struct spool;
+struct spool_envelope;
 
 struct deliver_env {
 	struct event_base	*base;		/* borrowed */
@@ -31,6 +35,11 @@ void	deliver_kick(void);
 void	deliver_shutdown(void);
 size_t	deliver_in_flight(void);
 void	deliver_free(void);
+
+/* A recovered message has escalations pending: run them again. */
+void	deliver_recovered_escalations(const struct spool_envelope *);
+/* True while an escalation of this message has not finished. */
+bool	deliver_has_escalations(qid_t);
 
 /* The retry delay after the n-th failed attempt (n >= 1), without jitter. */
 int64_t	deliver_backoff(int attempts, int initial, double factor,

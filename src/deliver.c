@@ -34,16 +34,19 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "conf.h"
 #include "deliver.h"
 #include "dsn.h"
+#include "hook.h"
 #include "log.h"
 #include "metrics.h"
 #include "pool.h"
 #include "queue.h"
 #include "rtconf.h"
 #include "smtp_client.h"
+#include "smtp_data.h"
 #include "spool.h"
 #include "stats.h"
 #include "util.h"
@@ -73,7 +76,28 @@ struct deliver_wait {
 	int		 remaining;
 };
 
+/*
+ * A failure escalation (SPEC 6): journaled as pending before the hook
+ * runs, done after it exits 0.  The message file stays until every
+ * escalation of it is done, so a restart can run it again.
+ */
+struct deliver_esc {
+	qid_t		 id;
+	int		 event;		/* 0 failed, 1 expired */
+	struct hook_event ev;		/* strings below are owned */
+	struct hook_rcpt *rcpts;
+	char		**strs;
+	size_t		 nstrs;
+};
+
+/* Escalation event numbers in the journal and escalation.events bits. */
+#define DELIVER_EV_FAILED	0
+#define DELIVER_EV_EXPIRED	1
+#define DELIVER_HOOK_RETRY_BASE	30
+
 static struct deliver_env	 deliver_env;
+static struct hook		*deliver_hook;	/* NULL: no escalation */
+static struct util_map		 deliver_escs;	/* id -> count pending */
 static struct util_map		 deliver_msgs;	/* id -> deliver_msg */
 static struct event		*deliver_timer;
 static bool			 deliver_stopping;
@@ -325,6 +349,192 @@ deliver_record_final(struct deliver_msg *m, size_t i)
 	    NULL);
 }
 
+static const char *
+deliver_esc_str(struct deliver_esc *e, const char *v)
+{
+	char	*c = xstrdup(v != NULL ? v : "");
+
+	e->strs = xreallocarray(e->strs, e->nstrs + 1, sizeof(*e->strs));
+	e->strs[e->nstrs++] = c;
+	return (c);
+}
+
+static void
+deliver_esc_free(struct deliver_esc *e)
+{
+	size_t	i;
+
+	for (i = 0; i < e->nstrs; i++)
+		free(e->strs[i]);
+	free(e->strs);
+	free(e->rcpts);
+	free(e);
+}
+
+/* The Message-ID of a queued message, from its header section. */
+static void
+deliver_message_id(qid_t id, char *buf, size_t len)
+{
+	struct smtp_data_hdrinfo	 hi;
+	char				*hdr, *end;
+	int				 fd;
+	off_t				 off;
+	uint64_t			 blen;
+	ssize_t				 n;
+
+	buf[0] = '\0';
+	if (spool_open_body(deliver_env.spool, id, &fd, &off, &blen) == -1)
+		return;
+	hdr = xmalloc(65536 + 1);
+	n = pread(fd, hdr, blen < 65536 ? (size_t)blen : 65536, off);
+	close(fd);
+	if (n > 0) {
+		hdr[n] = '\0';
+		if ((end = strstr(hdr, "\r\n\r\n")) != NULL)
+			n = end - hdr + 2;
+		memset(&hi, 0, sizeof(hi));
+		if (smtp_data_scan_headers(hdr, (size_t)n, &hi) == 0)
+			strlcpy(buf, hi.message_id, len);
+	}
+	free(hdr);
+}
+
+static void
+deliver_esc_settled(qid_t id)
+{
+	uintptr_t	n = (uintptr_t)util_map_get(&deliver_escs, id);
+
+	if (n > 1) {
+		util_map_put(&deliver_escs, id, (void *)(n - 1));
+		return;
+	}
+	util_map_del(&deliver_escs, id);
+	/* Nothing else needs the file once delivery is over too. */
+	if (queue_get(deliver_env.queue, id) == NULL) {
+		char	idstr[QUEUE_ID_LEN + 1];
+
+		util_qid_format(idstr, id);
+		spool_remove(deliver_env.spool, id, NULL, 0, NULL);
+		log_info("%s: removed", idstr);
+	}
+}
+
+static void
+deliver_esc_done(uint64_t cookie, void *arg)
+{
+	struct deliver_esc	*e = arg;
+	struct spool_record	 rec;
+
+	memset(&rec, 0, sizeof(rec));
+	rec.type = SPOOL_REC_ESCALATION_DONE;
+	rec.event = e->event;
+	(void)spool_journal_append(deliver_env.spool, e->id, &rec, NULL, 0,
+	    NULL);
+	deliver_esc_settled(e->id);
+	deliver_esc_free(e);
+}
+
+static void
+deliver_esc_start(uint64_t cookie, int error, void *arg)
+{
+	struct deliver_esc	*e = arg;
+
+	if (error != 0 || deliver_hook == NULL ||
+	    hook_run(deliver_hook, &e->ev, deliver_esc_done, e->id, e) == -1) {
+		char	id[QUEUE_ID_LEN + 1];
+
+		/* Stays pending in the journal: a restart runs it. */
+		util_qid_format(id, e->id);
+		log_warnx("%s: escalation could not be started", id);
+		deliver_esc_free(e);
+		return;
+	}
+}
+
+/*
+ * Build and start the escalation of event for a message whose recipients
+ * in the matching final state are listed; journal it first unless it is
+ * already pending (a recovered message).
+ */
+static void
+deliver_escalate(const struct spool_envelope *env, int event, bool journal)
+{
+	const struct conf	*conf = deliver_conf();
+	struct deliver_esc	*e;
+	struct spool_record	 rec;
+	char			 msgid[256];
+	int			 want = event == DELIVER_EV_FAILED ?
+				    SPOOL_RCPT_FAILED : SPOOL_RCPT_EXPIRED;
+	size_t			 i;
+
+	if (deliver_hook == NULL || (conf->escalation.events &
+	    (event == DELIVER_EV_FAILED ? CONF_EVENT_FAILED :
+	    CONF_EVENT_EXPIRED)) == 0)
+		return;
+	e = xcalloc(1, sizeof(*e));
+	e->id = env->id;
+	e->event = event;
+	e->rcpts = xcalloc(env->nrcpts + 1, sizeof(*e->rcpts));
+	for (i = 0; i < env->nrcpts; i++) {
+		const struct spool_rcpt	*r = &env->rcpts[i];
+		struct hook_rcpt	*h;
+
+		if (r->state != want)
+			continue;
+		h = &e->rcpts[e->ev.nrcpts++];
+		h->address = deliver_esc_str(e, r->addr);
+		h->dsn = deliver_esc_str(e, r->dsn);
+		h->reply = deliver_esc_str(e, r->reply);
+		/* SPEC 6 shows "host[addr]", without the port. */
+		h->remote = deliver_esc_str(e, r->remote);
+		if (strchr(h->remote, ']') != NULL)
+			strchr(h->remote, ']')[1] = '\0';
+	}
+	if (e->ev.nrcpts == 0) {
+		deliver_esc_free(e);
+		return;
+	}
+	deliver_message_id(env->id, msgid, sizeof(msgid));
+	e->ev.id = env->id;
+	e->ev.event = event == DELIVER_EV_FAILED ? "failed" : "expired";
+	e->ev.message_id = deliver_esc_str(e, msgid);
+	e->ev.sender = deliver_esc_str(e, env->sender);
+	e->ev.rcpts = e->rcpts;
+	e->ev.attempts = env->attempts;
+	e->ev.queued_at = env->queued_at;
+	e->ev.failed_at = util_wallclock();
+	e->ev.hostname = deliver_esc_str(e, conf->hostname);
+	util_map_put(&deliver_escs, env->id, (void *)((uintptr_t)
+	    util_map_get(&deliver_escs, env->id) + 1));
+	if (!journal) {
+		deliver_esc_start(0, 0, e);
+		return;
+	}
+	memset(&rec, 0, sizeof(rec));
+	rec.type = SPOOL_REC_ESCALATION_PENDING;
+	rec.event = event;
+	if (spool_journal_append(deliver_env.spool, env->id, &rec,
+	    deliver_esc_start, env->id, e) == -1) {
+		deliver_esc_settled(env->id);
+		deliver_esc_free(e);
+	}
+}
+
+void
+deliver_recovered_escalations(const struct spool_envelope *env)
+{
+	if (env->escalations_pending & (1u << DELIVER_EV_FAILED))
+		deliver_escalate(env, DELIVER_EV_FAILED, false);
+	if (env->escalations_pending & (1u << DELIVER_EV_EXPIRED))
+		deliver_escalate(env, DELIVER_EV_EXPIRED, false);
+}
+
+bool
+deliver_has_escalations(qid_t id)
+{
+	return (util_map_get(&deliver_escs, id) != NULL);
+}
+
 /* Second half of finishing: record finals, then reschedule or remove. */
 static void
 deliver_msg_settle(struct deliver_msg *m)
@@ -351,6 +561,11 @@ deliver_msg_settle(struct deliver_msg *m)
 		stats.messages_failed++;
 	if (any_expired)
 		stats.messages_expired++;
+	m->env.attempts++;
+	if (any_failed)
+		deliver_escalate(&m->env, DELIVER_EV_FAILED, true);
+	if (any_expired)
+		deliver_escalate(&m->env, DELIVER_EV_EXPIRED, true);
 
 	if (qm == NULL) {
 		/* Deleted by the operator while in flight. */
@@ -360,16 +575,19 @@ deliver_msg_settle(struct deliver_msg *m)
 	if (pending == 0) {
 		if (!any_failed && !any_expired)
 			stats.messages_delivered++;
-		spool_remove(deliver_env.spool, m->id, NULL, 0, NULL);
 		queue_remove(deliver_env.queue, m->id);
-		log_info("%s: removed", m->idstr);
+		/* An escalation in progress keeps the file until it is done. */
+		if (!deliver_has_escalations(m->id)) {
+			spool_remove(deliver_env.spool, m->id, NULL, 0, NULL);
+			log_info("%s: removed", m->idstr);
+		}
 		deliver_msg_free(m);
 		deliver_schedule();
 		return;
 	}
 	memset(&rec, 0, sizeof(rec));
 	rec.type = SPOOL_REC_ATTEMPT;
-	rec.attempts = m->env.attempts + 1;
+	rec.attempts = m->env.attempts;
 	rec.next_attempt = deliver_next_attempt(rec.attempts, now);
 	rec.last_error = m->last_error;
 	(void)spool_journal_append(deliver_env.spool, m->id, &rec, NULL, 0,
@@ -507,8 +725,20 @@ deliver_init(const struct deliver_env *env)
 {
 	struct pool_env	pe;
 
+	const struct conf	*conf = deliver_conf();
+	char			 err[256];
+
 	deliver_env = *env;
 	util_map_init(&deliver_msgs);
+	util_map_init(&deliver_escs);
+	if (conf->escalation.command != NULL &&
+	    conf->escalation.command[0] != '\0') {
+		deliver_hook = hook_new(env->base, conf->escalation.command,
+		    conf->escalation.timeout, DELIVER_HOOK_RETRY_BASE, err,
+		    sizeof(err));
+		if (deliver_hook == NULL)
+			log_warnx("escalation: %s", err);
+	}
 	deliver_timer = evtimer_new(env->base, deliver_timer_cb, NULL);
 	memset(&pe, 0, sizeof(pe));
 	pe.base = env->base;
@@ -541,6 +771,9 @@ deliver_free(void)
 	void		*v;
 
 	pool_free_all();
+	hook_free(deliver_hook);
+	deliver_hook = NULL;
+	util_map_clear(&deliver_escs);
 	while (util_map_next(&deliver_msgs, &it, &k, &v)) {
 		struct deliver_msg *m = v;
 

@@ -105,7 +105,8 @@ dsn_format(const struct spool_envelope *orig, const bool *which,
 	    "This is the mail system at host %s.\r\n"
 	    "\r\n"
 	    "I'm sorry to have to inform you that your message could not\r\n"
-	    "be delivered to one or more recipients%s. It's attached below.\r\n"
+	    "be delivered to one or more recipients%s. The header of your\r\n"
+	    "message is attached below.\r\n"
 	    "\r\n",
 	    hostname, orig->sender, date, (long long)now, nid, hostname,
 	    boundary, boundary, hostname, expired_only ?
@@ -115,11 +116,13 @@ dsn_format(const struct spool_envelope *orig, const bool *which,
 
 		if (!which[i])
 			continue;
-		dsn_add(&b, &len, &cap, "<%s>: %s%s%s\r\n\r\n", r->addr,
-		    r->remote != NULL && strcmp(r->remote, "none") != 0 ?
-		    "host " : "", r->remote != NULL &&
-		    strcmp(r->remote, "none") != 0 ? r->remote : "",
-		    r->reply != NULL ? r->reply : "delivery failed");
+		if (r->remote != NULL && strcmp(r->remote, "none") != 0)
+			dsn_add(&b, &len, &cap, "<%s>: host %s said: %s\r\n"
+			    "\r\n", r->addr, r->remote, r->reply != NULL ?
+			    r->reply : "delivery failed");
+		else
+			dsn_add(&b, &len, &cap, "<%s>: %s\r\n\r\n", r->addr,
+			    r->reply != NULL ? r->reply : "delivery failed");
 	}
 	dsn_add(&b, &len, &cap,
 	    "--%s\r\n"

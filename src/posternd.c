@@ -77,6 +77,8 @@ struct posternd {
 	struct metrics_http	*metrics;	/* NULL when metrics.listen is off */
 	char			*metrics_listen;	/* "host:port" it serves */
 	struct event		*ev_hup, *ev_term, *ev_int, *ev_stop;
+	qid_t			*recovered_escs;	/* escalations to re-run */
+	size_t			 nrecovered_escs;
 	bool			 stopping;
 	double			 stop_deadline;
 };
@@ -442,6 +444,14 @@ posternd_recover_one(const struct spool_envelope *env, void *arg)
 	for (i = 0; i < env->nrcpts; i++)
 		if (env->rcpts[i].state == SPOOL_RCPT_PENDING)
 			pending++;
+	if (env->escalations_pending != 0) {
+		/* Delivery is set up after recovery: run them from there. */
+		pd.recovered_escs = xreallocarray(pd.recovered_escs,
+		    pd.nrecovered_escs + 1, sizeof(*pd.recovered_escs));
+		pd.recovered_escs[pd.nrecovered_escs++] = env->id;
+		if (pending == 0)
+			return (0);
+	}
 	queue_add(pd.queue, env->id, env->sender, env->size, env->queued_at,
 	    pending, env->attempts, env->next_attempt, env->last_error,
 	    env->held);
@@ -587,6 +597,16 @@ main(int argc, char **argv)
 		denv.dns = pd.dns;
 		deliver_init(&denv);
 	}
+	for (i = 0; i < pd.nrecovered_escs; i++) {
+		struct spool_envelope	env;
+
+		memset(&env, 0, sizeof(env));
+		if (spool_load(pd.spool, pd.recovered_escs[i], &env) == 0)
+			deliver_recovered_escalations(&env);
+		spool_envelope_free(&env);
+	}
+	free(pd.recovered_escs);
+	pd.recovered_escs = NULL;
 
 	memset(&senv, 0, sizeof(senv));
 	senv.base = pd.base;

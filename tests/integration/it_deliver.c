@@ -34,6 +34,11 @@
 #define IT_MX_SND	"127.0.0.22"	/* mx.snd.test: receives DSNs */
 /* Retries come quickly (retry.initial has a minimum of 1 s). */
 #define IT_RETRY	"initial = 1; max_interval = 2; factor = 2.0;"
+/*
+ * Retries that never come during a test: the test triggers each attempt
+ * (flush), so none is under way when it stops the daemon.
+ */
+#define IT_RETRY_SLOW	"initial = 600; max_interval = 1200; factor = 2.0;"
 
 /* Records every test has: ok.test and the sender's domain. */
 static const char *const it_dns_base[] = {
@@ -83,10 +88,11 @@ it_mx(struct harness *h, const char *addr, const char *const *args)
 /*
  * Start the daemon with delivery pointed at the test's dnsmasq and sink
  * port, plus the statements in extra (pool_size, tls ...), tls_policy
- * entries (may be NULL) and fast retries.
+ * entries (may be NULL) and the retry statements.
  */
 static void
-it_start(struct harness *h, const char *extra, const char *policy)
+it_start_retry(struct harness *h, const char *extra, const char *policy,
+    const char *retry)
 {
 	char	d[2048];
 
@@ -96,8 +102,15 @@ it_start(struct harness *h, const char *extra, const char *policy)
 	    extra != NULL ? extra : "");
 	harness_set_delivery(h, d);
 	harness_set_tls_policy(h, policy);
-	harness_set_retry(h, IT_RETRY);
+	harness_set_retry(h, retry);
 	HARNESS_START(h);
+}
+
+/* it_start_retry with fast retries. */
+static void
+it_start(struct harness *h, const char *extra, const char *policy)
+{
+	it_start_retry(h, extra, policy, IT_RETRY);
 }
 
 /* A message of about 600 octets, so that drop-after=100 cuts it. */
@@ -234,6 +247,22 @@ it_stat(struct harness *h, const char *group, const char *key)
 		n = (long long)json_integer_value(v);
 	json_decref(r);
 	return (n);
+}
+
+/* Ask for an attempt of qid now. */
+static void
+it_flush(struct harness *h, const char *qid)
+{
+	char	 req[128];
+	json_t	*r;
+
+	snprintf(req, sizeof(req), "{\"cmd\":\"flush\",\"id\":\"%s\"}",
+	    qid);
+	r = harness_control(h, req);
+	cr_assert(r != NULL, "flush: %s", harness_err(h));
+	cr_assert(json_is_true(json_object_get(r, "ok")), "flush %s: not ok",
+	    qid);
+	json_decref(r);
 }
 
 #define IT_WAIT_QUEUE_EMPTY(h)						\
@@ -658,12 +687,12 @@ Test(it_deliver, rcpt_550_bounces_one_delivers_other,
  */
 
 /*
- * "show" of qid once an attempt is recorded: still queued, deferred (or in
- * its next attempt), the recipient pending, and a last_error containing
- * want.
+ * "show" of qid once attempts have been recorded: still queued, deferred,
+ * the recipient pending, and a last_error containing want.
  */
 static void
-it_check_deferred(struct harness *h, const char *qid, const char *want)
+it_check_deferred(struct harness *h, const char *qid, const char *want,
+    int attempts_want)
 {
 	char		 req[128];
 	json_t		*r = NULL, *v, *rc;
@@ -681,7 +710,7 @@ it_check_deferred(struct harness *h, const char *qid, const char *want)
 		    "not ok (the message left the queue?)", qid);
 		if (json_is_integer(v = json_object_get(r, "attempts")))
 			attempts = json_integer_value(v);
-		if (attempts >= 1 &&
+		if (attempts >= attempts_want &&
 		    json_is_string(json_object_get(r, "last_error")))
 			break;
 		usleep(100000);
@@ -693,11 +722,10 @@ it_check_deferred(struct harness *h, const char *qid, const char *want)
 	rc = json_array_get(json_object_get(r, "recipients"), 0);
 	if (json_is_string(v = json_object_get(rc, "status")))
 		rstate = json_string_value(v);
-	cr_assert(attempts >= 1, "show %s: attempts got %lld, want >= 1", qid,
-	    (long long)attempts);
-	cr_assert(strcmp(state, "deferred") == 0 ||
-	    strcmp(state, "active") == 0, "show %s: state got \"%s\", want "
-	    "deferred", qid, state);
+	cr_assert(attempts >= attempts_want, "show %s: attempts got %lld, "
+	    "want >= %d", qid, (long long)attempts, attempts_want);
+	cr_assert_str_eq(state, "deferred", "show %s: state got \"%s\", "
+	    "want deferred", qid, state);
 	cr_assert_str_eq(rstate, "pending", "show %s: recipient status got "
 	    "\"%s\", want pending", qid, rstate);
 	cr_assert(strstr(err, want) != NULL, "show %s: last_error got "
@@ -714,16 +742,18 @@ Test(it_deliver, enforced_tls_without_starttls_defers,
 	char		 qid[9];
 
 	ok = it_mx(h, IT_MX_OK, args);
-	it_start(h, "pool_size = 5; max_per_destination = 5;",
-	    "{ domain = \"ok.test\"; tls = \"enforced\"; }");
+	it_start_retry(h, "pool_size = 5; max_per_destination = 5;",
+	    "{ domain = \"ok.test\"; tls = \"enforced\"; }", IT_RETRY_SLOW);
 	it_submit_one(h, "bob@ok.test", "enforced@client.test", qid);
 	IT_WAIT_LOG(h, "to=<bob@ok\\.test>, .*status=deferred");
-	/* A second attempt (retry.initial = 1) must not change anything. */
+	it_check_deferred(h, qid, "TLS is required", 1);
+	/* A second attempt must not change anything. */
+	it_flush(h, qid);
 	it_wait_count(h, "to=<bob@ok\\.test>, .*status=deferred", 2);
+	it_check_deferred(h, qid, "TLS is required", 2);
 	cr_assert(harness_log_grep(h, "to=<bob@ok\\.test>, .*tls=none, .*"
 	    "dsn=4\\.7\\.4, status=deferred"), "the deferral is not 4.7.4 "
 	    "with tls=none; log:\n%s", harness_log_tail(h, 20));
-	it_check_deferred(h, qid, "TLS is required");
 	cr_assert(!harness_log_grep(h, "to=<bob@ok\\.test>, .*status=sent"),
 	    "delivered without TLS; log:\n%s", harness_log_tail(h, 20));
 	cr_assert(!harness_mx_has_file(h, ok, "plaintext-mail.log"),
@@ -758,14 +788,14 @@ Test(it_deliver, verify_wrong_name_defers, .timeout = IT_TIMEOUT)
 	char		 qid[9];
 
 	ok = it_mx_wrongname(h);
-	it_start(h, "pool_size = 5; max_per_destination = 5;",
-	    "{ domain = \"ok.test\"; tls = \"verify\"; }");
+	it_start_retry(h, "pool_size = 5; max_per_destination = 5;",
+	    "{ domain = \"ok.test\"; tls = \"verify\"; }", IT_RETRY_SLOW);
 	it_submit_one(h, "bob@ok.test", "verify-bad@client.test", qid);
 	IT_WAIT_LOG(h, "to=<bob@ok\\.test>, .*status=deferred");
 	cr_assert(harness_log_grep(h, "to=<bob@ok\\.test>, .*"
 	    "dsn=4\\.7\\.5, status=deferred"), "the deferral is not 4.7.5; "
 	    "log:\n%s", harness_log_tail(h, 20));
-	it_check_deferred(h, qid, "certificate verification failed");
+	it_check_deferred(h, qid, "certificate verification failed", 1);
 	cr_assert(!harness_mx_has_file(h, ok, "plaintext-mail.log"),
 	    "MAIL FROM was sent in plaintext (see %s/plaintext-mail.log)",
 	    harness_mx_dir(h, ok));

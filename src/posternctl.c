@@ -6,6 +6,10 @@
  * Exit status: 0 the daemon answered ok, 1 it answered an error, 2 the
  * socket could not be reached or the reply was unreadable; the message for
  * 2 names the socket that was tried.
+ *
+ * check-domain needs no daemon: it reads the configuration itself and
+ * checks DOMAIN's SPF, DKIM and DMARC records (checkdomain.c); its exit
+ * status is 0 all pass, 1 something missing or wrong, 2 usage or config.
  */
 #include "compat.h"
 
@@ -23,6 +27,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "checkdomain.h"
 #include "conf.h"
 #include "util.h"
 
@@ -43,7 +48,9 @@ posternctl_usage(void)
 	    "  hold ID | release ID       stop / resume delivery\n"
 	    "  delete ID                  remove from the queue, no bounce\n"
 	    "  reload                     re-read the configuration\n"
-	    "  metrics                    Prometheus text exposition\n");
+	    "  metrics                    Prometheus text exposition\n"
+	    "  check-domain DOMAIN [--ip ADDR]...  SPF, DKIM and DMARC "
+	    "records\n");
 	exit(2);
 }
 
@@ -70,6 +77,38 @@ posternctl_socket(const char *sock, const char *config)
 	path = xstrdup(conf->control_socket);
 	conf_free(conf);
 	return (path);
+}
+
+/*
+ * check-domain: the configuration from -c, else the default file when it
+ * is readable, else the embedded default; then checkdomain_main().
+ */
+static int
+posternctl_check_domain(const char *config, const char *domain,
+    char *const *ips, size_t nips, bool json)
+{
+	struct conf_errors	 errs;
+	struct conf		*conf;
+	size_t			 i;
+	int			 rc;
+
+	if (config == NULL && access(POSTERNCTL_DEFAULT_CONF, R_OK) == 0)
+		config = POSTERNCTL_DEFAULT_CONF;
+	memset(&errs, 0, sizeof(errs));
+	conf = config != NULL ? conf_load(config, &errs) : conf_default();
+	if (conf == NULL) {
+		for (i = 0; i < errs.nerrors; i++)
+			fprintf(stderr, "posternctl: %s\n", errs.errors[i]);
+		if (errs.nerrors == 0)
+			fprintf(stderr, "posternctl: cannot read %s\n",
+			    config);
+		conf_errors_free(&errs);
+		return (2);
+	}
+	conf_errors_free(&errs);
+	rc = checkdomain_main(conf, domain, ips, nips, json, stdout, stderr);
+	conf_free(conf);
+	return (rc);
 }
 
 /* Send one request line and read one reply line. */
@@ -273,11 +312,14 @@ main(int argc, char **argv)
 		{ "json", no_argument, NULL, 'j' },
 		{ "limit", required_argument, NULL, 'l' },
 		{ "cursor", required_argument, NULL, 'C' },
+		{ "ip", required_argument, NULL, 'i' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
 	const char	*sock = NULL, *config = NULL, *cmd, *id = NULL,
 			*cursor = NULL;
+	char		*ips[CHECKDOMAIN_IPS_MAX];
+	size_t		 nips = 0;
 	bool		 json = false;
 	long		 limit = 0;
 	char		*path, *reply, *req;
@@ -307,6 +349,14 @@ main(int argc, char **argv)
 		case 'C':
 			cursor = optarg;
 			break;
+		case 'i':
+			if (nips >= nitems(ips)) {
+				fprintf(stderr, "posternctl: at most %zu "
+				    "--ip\n", nitems(ips));
+				return (2);
+			}
+			ips[nips++] = optarg;
+			break;
 		default:
 			posternctl_usage();
 		}
@@ -319,6 +369,18 @@ main(int argc, char **argv)
 	if (optind < argc)
 		posternctl_usage();
 
+	if (strcmp(cmd, "check-domain") == 0) {
+		if (id == NULL) {
+			fprintf(stderr, "posternctl: check-domain needs a "
+			    "domain\n");
+			return (2);
+		}
+		return (posternctl_check_domain(config, id, ips, nips, json));
+	}
+	if (nips > 0) {
+		fprintf(stderr, "posternctl: --ip is for check-domain only\n");
+		return (2);
+	}
 	o = json_pack("{s:s}", "cmd", cmd);
 	if (strcmp(cmd, "show") == 0 || strcmp(cmd, "hold") == 0 ||
 	    strcmp(cmd, "release") == 0 || strcmp(cmd, "delete") == 0) {

@@ -54,7 +54,7 @@
 #include "util.h"
 
 #define SPFCHECK_TRIES		2	/* rounds over all servers */
-#define SPFCHECK_RR_MAX		64	/* records kept from one answer */
+#define SPFCHECK_RR_MAX		64	/* records kept per answer */
 #define SPFCHECK_RAW_MAX	128	/* records scanned in one answer */
 #define SPFCHECK_CNAME_MAX	8	/* CNAME hops followed */
 #define SPFCHECK_HOSTS_MAX	10	/* MX/PTR names checked (libspf2) */
@@ -78,7 +78,7 @@ struct spfcheck_server {
 struct spfcheck_entry {
 	int			 family;
 	unsigned char		 addr[16];
-	char			 domain[SMTP_DOMAIN_MAX + 1];	/* lower case */
+	char			 domain[SMTP_DOMAIN_MAX + 1]; /* lower */
 	enum spfcheck_result	 res;
 	double			 expires;	/* util_monotonic() */
 };
@@ -89,7 +89,7 @@ struct spfcheck {
 	int			 query_ms;
 	int			 total_ms;
 	pthread_mutex_t		 lock;		/* guards cache */
-	struct util_map		 cache;		/* hash -> owned entry */
+	struct util_map		 cache;	/* hash -> owned entry */
 };
 
 /* One record of an answer; data is owned (raw address, name or text). */
@@ -111,7 +111,7 @@ struct spfcheck_answer {
 struct spfcheck_eval {
 	struct spfcheck	*sc;
 	double		 deadline;
-	bool		 top_done;	/* the top-level TXT query was made */
+	bool		 top_done;	/* top-level TXT query made */
 	int		 nterms;
 	int		 nvoid;
 	bool		 over_terms;
@@ -227,8 +227,8 @@ spfcheck_resolv_conf(struct spfcheck *sc, char *err, size_t errlen)
 			p += strcspn(p, " \t\r\n#;");
 			*p = '\0';
 			/* A bad line is skipped, as the libc resolver does. */
-			if (*addr != '\0' &&
-			    spfcheck_add_server(sc, addr, 53, err, errlen) == -1)
+			if (*addr != '\0' && spfcheck_add_server(sc, addr,
+			    53, err, errlen) == -1)
 				log_warnx("%s: %s", _PATH_RESCONF, err);
 		}
 		fclose(f);
@@ -796,7 +796,8 @@ spfcheck_dns_query(struct spfcheck *sc, double deadline, const char *qname,
 				until = deadline;
 			ans->why[0] = '\0';
 			if (spfcheck_dns_ask(&sc->servers[i], qname, qtype,
-			    until, ans) == 0 && ans->status != SPFCHECK_DNS_TEMP)
+			    until, ans) == 0 &&
+			    ans->status != SPFCHECK_DNS_TEMP)
 				return;
 			if (ans->why[0] != '\0')
 				strlcpy(why, ans->why, sizeof(why));
@@ -1033,7 +1034,7 @@ spfcheck_cache_trim(struct spfcheck *sc, double now)
 	while (util_map_next(&sc->cache, &it, &key, &val)) {
 		if (((struct spfcheck_entry *)val)->expires <= now) {
 			free(util_map_del(&sc->cache, key));
-			/* Deleting leaves a tombstone: iteration stays valid. */
+			/* A delete leaves a tombstone: iterating is safe. */
 		} else if (victim == 0)
 			victim = key;
 	}

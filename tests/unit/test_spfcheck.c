@@ -120,8 +120,11 @@ static const char *const ts_records[] = {
 };
 
 struct ts_server {
-	pid_t	pid;
-	int	port;
+	pid_t		pid;		/* dnsmasq */
+	int		port;
+	int		fd;		/* scripted responder */
+	bool		servfail;
+	pthread_t	thread;
 };
 
 /* A UDP port on 127.0.0.1 that was free a moment ago. */
@@ -196,8 +199,16 @@ ts_dnsmasq_try(struct ts_server *srv)
 	for (waited = 0; waited < 500; waited++) {
 		if (waitpid(srv->pid, &status, WNOHANG) == srv->pid)
 			return (false);
-		if (ts_port_taken(srv->port))
+		if (ts_port_taken(srv->port)) {
+			/*
+			 * Another test's dnsmasq may hold the port we were
+			 * given; ours then exits at once: make sure it lives.
+			 */
+			usleep(100000);
+			if (waitpid(srv->pid, &status, WNOHANG) == srv->pid)
+				return (false);
 			return (true);
+		}
 		usleep(10000);
 	}
 	kill(srv->pid, SIGKILL);
@@ -231,43 +242,60 @@ ts_dnsmasq_stop(struct ts_server *srv)
 }
 
 /*
- * A scripted responder in a child process: SERVFAIL to every query, or
- * silence (it holds the port and never answers).
+ * A scripted responder on a thread: SERVFAIL to every query, or silence
+ * (it holds the port and never answers).
  */
+static void *
+ts_responder_main(void *arg)
+{
+	struct ts_server	*srv = arg;
+	struct sockaddr_in	 from;
+	socklen_t		 fl;
+	unsigned char		 buf[512];
+	ssize_t			 n;
+
+	for (;;) {
+		fl = sizeof(from);
+		n = recvfrom(srv->fd, buf, sizeof(buf), 0,
+		    (struct sockaddr *)&from, &fl);
+		if (n <= 0)
+			return (NULL);	/* shut down */
+		if (n < 12 || !srv->servfail)
+			continue;
+		buf[2] |= 0x80;			/* QR */
+		buf[3] = (buf[3] & 0xf0) | 2;	/* SERVFAIL */
+		memset(buf + 6, 0, 6);		/* no records */
+		sendto(srv->fd, buf, (size_t)n, 0, (struct sockaddr *)&from,
+		    fl);
+	}
+}
+
 static void
 ts_responder_start(struct ts_server *srv, bool servfail)
 {
-	struct sockaddr_in	sin, from;
-	socklen_t		len = sizeof(sin), fl;
-	unsigned char		buf[512];
-	ssize_t			n;
-	int			fd;
+	struct sockaddr_in	sin;
+	socklen_t		len = sizeof(sin);
 
-	fd = socket(AF_INET, SOCK_DGRAM, 0);
-	cr_assert(fd >= 0);
+	memset(srv, 0, sizeof(*srv));
+	srv->servfail = servfail;
+	srv->fd = socket(AF_INET, SOCK_DGRAM, 0);
+	cr_assert(srv->fd >= 0);
 	memset(&sin, 0, sizeof(sin));
 	sin.sin_family = AF_INET;
 	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	cr_assert(bind(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0);
-	cr_assert(getsockname(fd, (struct sockaddr *)&sin, &len) == 0);
+	cr_assert(bind(srv->fd, (struct sockaddr *)&sin, sizeof(sin)) == 0);
+	cr_assert(getsockname(srv->fd, (struct sockaddr *)&sin, &len) == 0);
 	srv->port = ntohs(sin.sin_port);
-	if ((srv->pid = fork()) == 0) {
-		for (;;) {
-			fl = sizeof(from);
-			n = recvfrom(fd, buf, sizeof(buf), 0,
-			    (struct sockaddr *)&from, &fl);
-			if (n < 12 || !servfail)
-				continue;
-			buf[2] |= 0x80;			/* QR */
-			buf[3] = (buf[3] & 0xf0) | 2;	/* SERVFAIL */
-			buf[6] = buf[7] = buf[8] = buf[9] = 0;
-			buf[10] = buf[11] = 0;
-			sendto(fd, buf, (size_t)n, 0,
-			    (struct sockaddr *)&from, fl);
-		}
-	}
-	cr_assert(srv->pid > 0);
-	close(fd);
+	cr_assert(pthread_create(&srv->thread, NULL, ts_responder_main, srv)
+	    == 0);
+}
+
+static void
+ts_responder_stop(struct ts_server *srv)
+{
+	shutdown(srv->fd, SHUT_RDWR);
+	pthread_join(srv->thread, NULL);
+	close(srv->fd);
 }
 
 static struct spfcheck *
@@ -339,6 +367,8 @@ ts_table(const struct ts_case *cases, size_t n)
 	ts_dnsmasq_stop(&srv);
 }
 
+TestSuite(spfcheck, .timeout = 60);
+
 Test(spfcheck, result_names)
 {
 	cr_expect_str_eq(spfcheck_result_name(SPFCHECK_PASS), "pass");
@@ -351,7 +381,7 @@ Test(spfcheck, result_names)
 	    "unknown");
 }
 
-Test(spfcheck, basic_results, .timeout = 30)
+Test(spfcheck, basic_results)
 {
 	static const struct ts_case cases[] = {
 		{ "192.0.2.10", "pass.test", SPFCHECK_PASS },
@@ -378,7 +408,7 @@ Test(spfcheck, basic_results, .timeout = 30)
 	ts_table(cases, nitems(cases));
 }
 
-Test(spfcheck, include_chains, .timeout = 30)
+Test(spfcheck, include_chains)
 {
 	static const struct ts_case cases[] = {
 		{ "203.0.113.5", "inc.test", SPFCHECK_PASS },
@@ -392,7 +422,7 @@ Test(spfcheck, include_chains, .timeout = 30)
 	ts_table(cases, nitems(cases));
 }
 
-Test(spfcheck, dns_term_limit, .timeout = 30)
+Test(spfcheck, dns_term_limit)
 {
 	static const struct ts_case cases[] = {
 		{ "192.0.2.1", "ten.test", SPFCHECK_FAIL },
@@ -411,7 +441,7 @@ Test(spfcheck, dns_term_limit, .timeout = 30)
 	ts_table(cases, nitems(cases));
 }
 
-Test(spfcheck, void_lookup_limit, .timeout = 30)
+Test(spfcheck, void_lookup_limit)
 {
 	static const struct ts_case cases[] = {
 		{ "192.0.2.1", "void2.test", SPFCHECK_FAIL },
@@ -421,7 +451,7 @@ Test(spfcheck, void_lookup_limit, .timeout = 30)
 	ts_table(cases, nitems(cases));
 }
 
-Test(spfcheck, ipv6, .timeout = 30)
+Test(spfcheck, ipv6)
 {
 	static const struct ts_case cases[] = {
 		{ "2001:db8::5", "v6.test", SPFCHECK_PASS },
@@ -434,7 +464,7 @@ Test(spfcheck, ipv6, .timeout = 30)
 	ts_table(cases, nitems(cases));
 }
 
-Test(spfcheck, tcp_fallback, .timeout = 30)
+Test(spfcheck, tcp_fallback)
 {
 	static const struct ts_case cases[] = {
 		{ "203.0.113.12", "big.test", SPFCHECK_PASS },
@@ -463,7 +493,7 @@ Test(spfcheck, tcp_fallback, .timeout = 30)
 	ts_dnsmasq_stop(&srv);
 }
 
-Test(spfcheck, loopback_is_not_evaluated, .timeout = 30)
+Test(spfcheck, loopback_is_not_evaluated)
 {
 	static const struct ts_case cases[] = {
 		{ "127.0.0.1", "open.test", SPFCHECK_NEUTRAL },
@@ -510,7 +540,7 @@ Test(spfcheck, bad_server)
 }
 
 /* A closed port, silence and SERVFAIL: TEMPERROR, quickly, never pass. */
-Test(spfcheck, temperror_on_dns_failure, .timeout = 30)
+Test(spfcheck, temperror_on_dns_failure)
 {
 	struct ts_server	 silent, sf;
 	struct spfcheck		*sc;
@@ -551,12 +581,12 @@ Test(spfcheck, temperror_on_dns_failure, .timeout = 30)
 		    spfcheck_result_name(res));
 		spfcheck_free(sc);
 	}
-	ts_dnsmasq_stop(&silent);
-	ts_dnsmasq_stop(&sf);
+	ts_responder_stop(&silent);
+	ts_responder_stop(&sf);
 }
 
 /* A dead first server does not stop the second from answering. */
-Test(spfcheck, second_server_answers, .timeout = 30)
+Test(spfcheck, second_server_answers)
 {
 	struct ts_server	 srv, sf;
 	struct conf_hostport	 hp[2];
@@ -577,11 +607,11 @@ Test(spfcheck, second_server_answers, .timeout = 30)
 	cr_expect_eq(got, SPFCHECK_PASS, "got %s (%s)",
 	    spfcheck_result_name(got), err);
 	spfcheck_free(sc);
-	ts_dnsmasq_stop(&sf);
+	ts_responder_stop(&sf);
 	ts_dnsmasq_stop(&srv);
 }
 
-Test(spfcheck, cache_hit, .timeout = 30)
+Test(spfcheck, cache_hit)
 {
 	struct ts_server	 srv;
 	struct spfcheck		*sc;
@@ -635,7 +665,7 @@ ts_thread_main(void *arg)
 }
 
 /* One checker shared by many threads at once (the worker pool's use). */
-Test(spfcheck, concurrent_threads, .timeout = 60)
+Test(spfcheck, concurrent_threads)
 {
 	struct ts_server	 srv;
 	struct ts_thread	 t[16];

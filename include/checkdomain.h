@@ -32,9 +32,9 @@ enum checkdomain_status {
 struct checkdomain_item {
 	const char		*check;	/* "spf", "dkim", "dmarc" */
 	enum checkdomain_status	 status;
-	char			*name;	/* owned: DNS name looked up */
+	char			*name;	/* owned: name looked up */
 	char			*detail; /* owned: one line, escaped */
-	char			*found;	/* owned: record seen or NULL */
+	char			*found;	/* owned: record, or NULL */
 	char			*record; /* owned: TXT value to publish,
 					    NULL when it passes */
 	char			*publish; /* owned: the zone-file line */

@@ -13,13 +13,15 @@
 #include "conf.h"
 
 struct auth_db;
+struct dkimsign;
 
 struct rtconf {
 	int		 refcnt;
 	struct conf	*conf;		/* owned */
 	struct auth_db	*users;		/* owned; NULL when no users_file */
 	SSL_CTX		*server_tls;	/* owned; NULL when no tls.cert */
-	EVP_PKEY	**dkim_keys;	/* owned; one per conf->dkim entry */
+	struct dkimsign	*dkim;		/* owned; never NULL (no entries:
+					 * signs nothing) */
 };
 
 /* Load the files conf names; takes ownership of conf.  NULL with errs. */

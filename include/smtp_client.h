@@ -63,16 +63,21 @@ struct smtp_client_cfg {
 
 /*
  * A message: the envelope and a body read with pread(2) from body_fd at
- * body_offset for body_len octets.  The body is CRLF text, not
- * dot-stuffed; the client stuffs it, adds CRLF before the final "." when
- * the body lacks one, and never emits a bare CR or LF: a body holding one
- * fails every accepted recipient with 5.6.0 and the final dot is never
- * sent (OUT-20).  Every pointer is borrowed until the done callback.
+ * body_offset for body_len octets, sent after prefix_len octets of prefix
+ * (header fields added at delivery, such as DKIM-Signature; NULL and 0 for
+ * none).  The prefix and the body are one stream of CRLF text, not
+ * dot-stuffed: SIZE= counts both, the output backpressure covers both, and
+ * the client stuffs it, adds CRLF before the final "." when it lacks one,
+ * and never emits a bare CR or LF: a stream holding one fails every
+ * accepted recipient with 5.6.0 and the final dot is never sent (OUT-20).
+ * Every pointer is borrowed until the done callback.
  */
 struct smtp_client_msg {
 	const char	*sender;	/* "" for <> */
 	const char	**rcpts;
 	size_t		 nrcpts;
+	const char	*prefix;	/* sent verbatim before the body */
+	size_t		 prefix_len;
 	int		 body_fd;
 	off_t		 body_offset;
 	uint64_t	 body_len;

@@ -11,15 +11,10 @@
  */
 #include "compat.h"
 
-#include <openssl/evp.h>
-#include <openssl/pem.h>
-
-#include <errno.h>
-#include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "auth.h"
+#include "dkimsign.h"
 #include "log.h"
 #include "rtconf.h"
 #include "tls.h"
@@ -33,67 +28,12 @@ rtconf_file(const struct conf *conf)
 	return (conf->path != NULL ? conf->path : "(default)");
 }
 
-/* Load one DKIM private key: RSA (>= 1024 bits) or Ed25519. */
-static EVP_PKEY *
-rtconf_load_dkim_key(const struct conf *conf, const struct conf_dkim *d,
-    struct conf_errors *errs)
-{
-	char		 err[512];
-	FILE		*f;
-	EVP_PKEY	*pk;
-	int		 bits;
-
-	if (tls_check_key_file(d->key, err, sizeof(err)) == -1) {
-		conf_errors_add(errs, false, rtconf_file(conf), d->line,
-		    "dkim key %s: %s", d->key, err);
-		return (NULL);
-	}
-	if ((f = fopen(d->key, "r")) == NULL) {
-		conf_errors_add(errs, false, rtconf_file(conf), d->line,
-		    "dkim key %s: %s", d->key, strerror(errno));
-		return (NULL);
-	}
-	pk = PEM_read_PrivateKey(f, NULL, NULL, NULL);
-	fclose(f);
-	if (pk == NULL) {
-		conf_errors_add(errs, false, rtconf_file(conf), d->line,
-		    "dkim key %s: not a PEM private key: %s", d->key,
-		    tls_errstr(err, sizeof(err)));
-		return (NULL);
-	}
-	switch (EVP_PKEY_get_base_id(pk)) {
-	case EVP_PKEY_RSA:
-		bits = EVP_PKEY_get_bits(pk);
-		if (bits < 1024) {
-			conf_errors_add(errs, false, rtconf_file(conf), d->line,
-			    "dkim key %s: RSA key of %d bits is too weak "
-			    "(1024 at least, 2048 recommended)", d->key, bits);
-			EVP_PKEY_free(pk);
-			return (NULL);
-		}
-		if (bits < 2048)
-			conf_errors_add(errs, true, rtconf_file(conf), d->line,
-			    "dkim key %s: RSA key of %d bits; 2048 is "
-			    "recommended", d->key, bits);
-		break;
-	case EVP_PKEY_ED25519:
-		break;
-	default:
-		conf_errors_add(errs, false, rtconf_file(conf), d->line,
-		    "dkim key %s: only RSA and Ed25519 keys can sign DKIM",
-		    d->key);
-		EVP_PKEY_free(pk);
-		return (NULL);
-	}
-	return (pk);
-}
-
 struct rtconf *
 rtconf_new(struct conf *conf, struct conf_errors *errs)
 {
 	struct rtconf	*rt;
 	char		 err[1024];
-	size_t		 i, nerr = errs->nerrors;
+	size_t		 nerr = errs->nerrors;
 
 	rt = xcalloc(1, sizeof(*rt));
 	rt->refcnt = 1;
@@ -112,10 +52,8 @@ rtconf_new(struct conf *conf, struct conf_errors *errs)
 			conf_errors_add(errs, false, rtconf_file(conf),
 			    conf->lines.tls_cert, "tls: %s", err);
 	}
-	rt->dkim_keys = xcalloc(conf->ndkim + 1, sizeof(*rt->dkim_keys));
-	for (i = 0; i < conf->ndkim; i++)
-		rt->dkim_keys[i] = rtconf_load_dkim_key(conf, &conf->dkim[i],
-		    errs);
+	/* Keys checked and loaded here, so -n and a reload report them. */
+	rt->dkim = dkimsign_new(conf, errs);
 
 	if (errs->nerrors > nerr) {
 		rtconf_unref(rt);
@@ -134,15 +72,9 @@ rtconf_ref(struct rtconf *rt)
 void
 rtconf_unref(struct rtconf *rt)
 {
-	size_t	i;
-
 	if (rt == NULL || --rt->refcnt > 0)
 		return;
-	if (rt->dkim_keys != NULL) {
-		for (i = 0; i < rt->conf->ndkim; i++)
-			EVP_PKEY_free(rt->dkim_keys[i]);
-		free(rt->dkim_keys);
-	}
+	dkimsign_free(rt->dkim);
 	tls_ctx_free(rt->server_tls);
 	auth_db_free(rt->users);
 	conf_free(rt->conf);

@@ -725,6 +725,13 @@ smtp_client_envelope_next(struct smtp_client *s)
 		smtp_client_finish(s, true);
 }
 
+/* What goes between DATA and the dot: the prefix, then the body. */
+static uint64_t
+smtp_client_msg_len(const struct smtp_client_msg *m)
+{
+	return ((uint64_t)m->prefix_len + m->body_len);
+}
+
 /* MAIL, and with PIPELINING every RCPT and DATA, in one write. */
 static void
 smtp_client_envelope_start(struct smtp_client *s)
@@ -734,7 +741,7 @@ smtp_client_envelope_start(struct smtp_client *s)
 
 	if (s->caps.size > 0)
 		snprintf(size, sizeof(size), " SIZE=%llu",
-		    (unsigned long long)s->msg.body_len);
+		    (unsigned long long)smtp_client_msg_len(&s->msg));
 	smtp_client_write(s, SMTPC_C_MAIL, 0, false, "MAIL FROM:<%s>%s%s%s",
 	    s->msg.sender, size,
 	    s->msg.eightbit && s->caps.eightbitmime ? " BODY=8BITMIME" : "",
@@ -765,10 +772,17 @@ smtp_client_body_fill(struct smtp_client *s)
 	bool		 progress = false;
 
 	while (evbuffer_get_length(out) < SMTPC_OUTPUT_HIWAT &&
-	    (left = s->msg.body_len - s->body_sent) > 0) {
+	    (left = smtp_client_msg_len(&s->msg) - s->body_sent) > 0) {
 		n = left < sizeof(in) ? (size_t)left : sizeof(in);
-		r = pread(s->msg.body_fd, in, n,
-		    s->msg.body_offset + (off_t)s->body_sent);
+		if (s->body_sent < s->msg.prefix_len) {
+			/* The prefix first, through the same checks. */
+			if (n > s->msg.prefix_len - s->body_sent)
+				n = (size_t)(s->msg.prefix_len - s->body_sent);
+			memcpy(in, s->msg.prefix + s->body_sent, n);
+			r = (ssize_t)n;
+		} else
+			r = pread(s->msg.body_fd, in, n, s->msg.body_offset +
+			    (off_t)(s->body_sent - s->msg.prefix_len));
 		if (r == -1 && errno == EINTR)
 			continue;
 		if (r <= 0) {
@@ -806,7 +820,7 @@ smtp_client_body_fill(struct smtp_client *s)
 	}
 	if (progress)
 		smtp_client_timer_arm(s, SMTPC_T_DATA_BLOCK);
-	if (s->body_sent < s->msg.body_len)
+	if (s->body_sent < smtp_client_msg_len(&s->msg))
 		return;
 	if (s->body_cr) {
 		smtp_client_res_local(&res, SMTPC_PERMFAIL, "5.6.0", "DATA",
@@ -1576,7 +1590,8 @@ smtp_client_send(struct smtp_client *s, const struct smtp_client_msg *msg)
 	bool	 local = false;
 
 	if (s->state != SMTPC_S_READY || s->in_txn || msg->nrcpts == 0 ||
-	    msg->rcpts == NULL || msg->sender == NULL)
+	    msg->rcpts == NULL || msg->sender == NULL ||
+	    (msg->prefix == NULL && msg->prefix_len > 0))
 		return (-1);
 	free(s->prev_rres);
 	s->prev_rres = s->rres;	/* the last done's results stay valid */
@@ -1606,10 +1621,11 @@ smtp_client_send(struct smtp_client *s, const struct smtp_client_msg *msg)
 		smtp_client_res_local(&res, SMTPC_PERMFAIL, "5.1.7", "MAIL",
 		    "bad sender address");
 		local = true;
-	} else if (s->caps.size > 0 && msg->body_len > s->caps.size) {
+	} else if (s->caps.size > 0 &&
+	    smtp_client_msg_len(msg) > s->caps.size) {
 		smtp_client_res_local(&res, SMTPC_PERMFAIL, "5.3.4", "MAIL",
 		    "message size %llu exceeds the limit %llu of %s",
-		    (unsigned long long)msg->body_len,
+		    (unsigned long long)smtp_client_msg_len(msg),
 		    (unsigned long long)s->caps.size, s->host);
 		local = true;
 	} else if (msg->eightbit && !s->caps.eightbitmime) {

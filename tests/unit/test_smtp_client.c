@@ -1782,3 +1782,200 @@ Test(smtp_client, auth, .init = certs, .fini = certs_rm)
 	SSL_CTX_free(sctx);
 	SSL_CTX_free(cctx);
 }
+
+/*
+ * A prefix (the DKIM-Signature fields added at delivery) goes out before
+ * the body as one stream: counted in SIZE=, dot-stuffed and checked like
+ * the body, streamed under the same backpressure when it is large.
+ */
+Test(smtp_client, prefix_sent_before_body)
+{
+	static const struct {
+		const char	*prefix;
+		const char	*body;
+		size_t		 bigprefix;	/* generated, this long */
+	} cases[] = {
+		{ "DKIM-Signature: v=1; a=ed25519-sha256; d=x.test;\r\n"
+		  "\ts=s; b=abc\r\n", BODY, 0 },
+		{ ".starts with a dot\r\n..two\r\n", ".body dot\r\n", 0 },
+		{ "", BODY, 0 },
+		{ "X-Only: prefix\r\n", "", 0 },
+		{ "X-No-Final: crlf", " continued\r\n", 0 },
+		{ NULL, BODY, 200 * 1024 },
+	};
+	const char	*head = "EHLO client.test\r\n";
+	size_t		 k, i, plen, wlen, blen;
+	char		*big = NULL, *all, *wire, *want, mail[64];
+
+	for (k = 0; k < nitems(cases); k++) {
+		struct smtp_client_cfg	 cfg;
+		struct smtp_client_msg	 m;
+		struct tsrv		 v;
+		struct tcli		 t = { 0 };
+		const char		*prefix = cases[k].prefix;
+		struct step		 s[] = {
+			{ T_SEND, GREET }, { T_LINE, "EHLO" },
+			{ T_SEND, EHLO_PIPE }, { T_LINE, mail },
+			{ T_LINE, "RCPT" }, { T_LINE, "DATA" },
+			{ T_SEND, "250 ok\r\n250 ok\r\n354 go\r\n" },
+			/* The client must wait with most of it unsent. */
+			{ T_SLEEP, "300" }, { T_DATA, NULL },
+			{ T_SEND, "250 ok\r\n" }, QUIT_STEPS, { T_END, NULL }
+		};
+
+		if (prefix == NULL) {
+			/* Lines of every length, some dotted, over several
+			 * output high-water marks. */
+			plen = cases[k].bigprefix;
+			big = malloc(plen + 1);
+			cr_assert_not_null(big);
+			for (i = 0; i < plen; i++)
+				big[i] = 'a' + (char)(i % 26);
+			for (i = 0; i + 3 < plen; i += 3 + (i * 31) % 113) {
+				big[i] = '\r';
+				big[i + 1] = '\n';
+				big[i + 2] = i % 2 ? '.' : 'X';
+			}
+			big[plen - 2] = '\r';
+			big[plen - 1] = '\n';
+			big[plen] = '\0';
+			prefix = big;
+		}
+		plen = strlen(prefix);
+		blen = strlen(cases[k].body);
+		snprintf(mail, sizeof(mail), "MAIL FROM:<a@x.test> SIZE=%zu",
+		    plen + blen);
+		srv_start(&v, s, NULL);
+		cfg_init(&cfg, v.port);
+		msg_init(&m, rcpts1, 1, cases[k].body, blen);
+		m.prefix = prefix;
+		m.prefix_len = plen;
+		t.msgs[0] = &m;
+		t.nmsg = 1;
+		cli_run(&t, &cfg);
+		srv_join(&v);
+		cr_assert_str_eq(v.err, "", "case %zu: %s", k, v.err);
+
+		all = malloc(plen + blen + 1);
+		cr_assert_not_null(all);
+		memcpy(all, prefix, plen);
+		memcpy(all + plen, cases[k].body, blen + 1);
+		wire = stuff(all, plen + blen, &wlen);
+		want = malloc(strlen(head) + strlen(mail) + wlen + 64);
+		cr_assert_not_null(want);
+		sprintf(want, "%s%s\r\nRCPT TO:<b@y.test>\r\nDATA\r\n%.*s"
+		    "QUIT\r\n", head, mail, (int)wlen, wire);
+		cr_assert_eq(v.rxlen, strlen(want), "case %zu: length got %zu "
+		    "want %zu", k, v.rxlen, strlen(want));
+		cr_assert(memcmp(v.rx, want, v.rxlen) == 0,
+		    "case %zu: got\n%.300s\nwant\n%.300s", k, v.rx, want);
+		assert_res(&t.rres[0][0], SMTPC_OK, 250, "2.0.0", "DOT", "b");
+		free(want);
+		free(wire);
+		free(all);
+		close(m.body_fd);
+		cli_end(&t);
+		srv_free(&v);
+	}
+	free(big);
+}
+
+/* The prefix counts against the peer's SIZE and obeys OUT-20. */
+Test(smtp_client, prefix_size_and_bare_line_ends)
+{
+	static const struct step small[] = {
+		{ T_SEND, GREET }, { T_LINE, "EHLO" },
+		{ T_SEND, "250-mx\r\n250-PIPELINING\r\n250 SIZE 25\r\n" },
+		QUIT_STEPS, { T_END, NULL }
+	};
+	static const struct step data[] = {
+		{ T_SEND, GREET }, { T_LINE, "EHLO" }, { T_SEND, EHLO_NOPIPE },
+		{ T_LINE, "MAIL" }, { T_SEND, "250 ok\r\n" },
+		{ T_LINE, "RCPT" }, { T_SEND, "250 ok\r\n" },
+		{ T_LINE, "DATA" }, { T_SEND, "354 go\r\n" }, { T_EOF, NULL },
+		{ T_END, NULL }
+	};
+	static const struct {
+		const struct step *s;
+		const char	*prefix;
+		enum smtp_client_outcome o;
+		const char	*status;
+		const char	*stage;
+	} cases[] = {
+		/* BODY is 21 octets: fits alone, not with 5 more. */
+		{ small, "X: 1\r\n", SMTPC_PERMFAIL, "5.3.4", "MAIL" },
+		{ data, "X: bare\nLF\r\n", SMTPC_PERMFAIL, "5.6.0", "DATA" },
+		{ data, "X: bare\rCR\r\n", SMTPC_PERMFAIL, "5.6.0", "DATA" },
+		/* A CR at the end of the prefix needs the body's LF. */
+		{ data, "X: split\r", SMTPC_PERMFAIL, "5.6.0", "DATA" },
+	};
+	size_t	 k;
+
+	for (k = 0; k < nitems(cases); k++) {
+		struct smtp_client_cfg	 cfg;
+		struct smtp_client_msg	 m;
+		struct tsrv		 v;
+		struct tcli		 t = { 0 };
+
+		srv_start(&v, cases[k].s, NULL);
+		cfg_init(&cfg, v.port);
+		msg_init(&m, rcpts1, 1, BODY, strlen(BODY));
+		m.prefix = cases[k].prefix;
+		m.prefix_len = strlen(cases[k].prefix);
+		t.msgs[0] = &m;
+		t.nmsg = 1;
+		cli_run(&t, &cfg);
+		srv_join(&v);
+		cr_assert_str_eq(v.err, "", "case %zu: %s", k, v.err);
+		cr_assert(strstr(v.rx, "\r\n.\r\n") == NULL,
+		    "case %zu: the message was completed: %s", k, v.rx);
+		assert_res(&t.rres[0][0], cases[k].o, 0, cases[k].status,
+		    cases[k].stage, "b");
+		close(m.body_fd);
+		cli_end(&t);
+		srv_free(&v);
+	}
+}
+
+/* A prefix length without a prefix is misuse. */
+Test(smtp_client, prefix_null_with_length_refused)
+{
+	static const struct step s[] = {
+		{ T_SEND, GREET }, { T_LINE, "EHLO" }, { T_SEND, EHLO_PIPE },
+		{ T_LINE, "MAIL" }, { T_LINE, "RCPT" }, { T_LINE, "DATA" },
+		{ T_SEND, "250 ok\r\n250 ok\r\n354 go\r\n" }, { T_DATA, NULL },
+		{ T_SEND, "250 ok\r\n" }, QUIT_STEPS, { T_END, NULL }
+	};
+	const struct smtp_client_cbs cbs = {
+		misuse_ready, cli_done, cli_closed
+	};
+	struct smtp_client_cfg	 cfg;
+	struct smtp_client_msg	 m, bad;
+	struct tsrv		 v;
+	struct tcli		 t = { 0 };
+	struct timeval		 tv = { 20, 0 };
+
+	srv_start(&v, s, NULL);
+	cfg_init(&cfg, v.port);
+	msg_init(&m, rcpts1, 1, BODY, strlen(BODY));
+	bad = m;
+	bad.prefix = NULL;
+	bad.prefix_len = 10;
+	t.msgs[0] = &m;
+	t.msgs[1] = &bad;
+	t.nmsg = 1;
+	t.base = event_base_new();
+	t.c = smtp_client_new(t.base, &cfg, &cbs, &t);
+	cr_assert_not_null(t.c);
+	event_base_loopexit(t.base, &tv);
+	event_base_dispatch(t.base);
+	smtp_client_free(t.c);
+	event_base_loop(t.base, EVLOOP_NONBLOCK);
+	srv_join(&v);
+	cr_assert_str_eq(v.err, "", "%s", v.err);
+	cr_assert_eq(t.ndone, 1);
+	assert_res(&t.rres[0][0], SMTPC_OK, 250, "2.0.0", "DOT", "b");
+	close(m.body_fd);
+	cli_end(&t);
+	srv_free(&v);
+}

@@ -42,9 +42,13 @@ typedef void (*route_cb)(uint64_t cookie, const struct route_result *,
 
 /*
  * Resolve the route for domain (ignored with a smarthost).  The callback
- * always runs later from the loop.  Returns -1 only on a bad argument.
+ * runs later from the loop, or at once when no lookup is needed (a numeric
+ * smarthost).  Returns -1 only on a bad argument.
  */
 int	route_lookup(struct dns *, const struct conf *, const char *domain,
 	    route_cb, uint64_t cookie, void *arg);
+
+/* Free every outstanding lookup without calling back (shutdown). */
+void	route_cancel_all(void);
 
 #endif /* POSTERN_ROUTE_H */

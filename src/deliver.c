@@ -44,6 +44,7 @@
 #include "metrics.h"
 #include "pool.h"
 #include "queue.h"
+#include "route.h"
 #include "rtconf.h"
 #include "smtp_client.h"
 #include "smtp_data.h"
@@ -771,6 +772,7 @@ deliver_free(void)
 	void		*v;
 
 	pool_free_all();
+	route_cancel_all();
 	hook_free(deliver_hook);
 	deliver_hook = NULL;
 	util_map_clear(&deliver_escs);

@@ -10,11 +10,12 @@
  *
  * Ownership: a lookup is a struct route_req owned by this module from
  * route_lookup() until its callback has run; DNS answers find it through
- * the pointer they were given because dns.c always calls back (with
- * DNS_TEMPFAIL when cancelled).
+ * the pointer they were given.  dns_free() drops outstanding lookups
+ * without calling back, so route_cancel_all() frees what is left first.
  */
 #include "compat.h"
 
+#include <sys/queue.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
@@ -41,15 +42,31 @@ struct route_req {
 	size_t			 next;		/* next MX host to resolve */
 	bool			 tempfail;	/* some lookup failed for now */
 	struct route_result	 res;
+	TAILQ_ENTRY(route_req)	 entry;		/* route_reqs */
 };
+
+/* Outstanding lookups, so that shutdown can free what dns.c drops. */
+static TAILQ_HEAD(, route_req) route_reqs = TAILQ_HEAD_INITIALIZER(route_reqs);
 
 static void	route_next_host(struct route_req *);
 
 static void
 route_finish(struct route_req *r)
 {
+	TAILQ_REMOVE(&route_reqs, r, entry);
 	r->cb(r->cookie, &r->res, r->arg);
 	free(r);
+}
+
+void
+route_cancel_all(void)
+{
+	struct route_req	*r;
+
+	while ((r = TAILQ_FIRST(&route_reqs)) != NULL) {
+		TAILQ_REMOVE(&route_reqs, r, entry);
+		free(r);
+	}
 }
 
 static void
@@ -209,6 +226,7 @@ route_lookup(struct dns *dns, const struct conf *conf, const char *domain,
 	r->cb = cb;
 	r->cookie = cookie;
 	r->arg = arg;
+	TAILQ_INSERT_TAIL(&route_reqs, r, entry);
 	if (conf->delivery.smarthost.host != NULL) {
 		/* A smarthost: its addresses, no MX lookup (SPEC 2). */
 		r->port = conf->delivery.smarthost.port;
@@ -221,6 +239,7 @@ route_lookup(struct dns *dns, const struct conf *conf, const char *domain,
 	r->port = conf->delivery.port;
 	strlcpy(r->mx[0].host, domain, sizeof(r->mx[0].host));
 	if (dns_lookup_mx(dns, domain, route_mx_done, cookie, r) == -1) {
+		TAILQ_REMOVE(&route_reqs, r, entry);
 		free(r);
 		return (-1);
 	}

@@ -374,7 +374,7 @@ harness_listen(struct harness *h, const char *address, const char *tls,
     const char *auth)
 {
 	struct harness_listener	*l;
-	int			 fd, port;
+	int			 fd, port, tries;
 
 	if (h->nlisteners == HARNESS_MAX_LISTENERS) {
 		harness_seterr(h, "too many listeners");
@@ -382,12 +382,34 @@ harness_listen(struct harness *h, const char *address, const char *tls,
 	}
 	if (address == NULL)
 		address = "127.0.0.1";
-	if ((fd = harness_bind_any(address, SOCK_STREAM, &port)) == -1) {
-		harness_seterr(h, "no free port on %s: %s", address,
-		    strerror(errno));
-		return (-1);
+	/*
+	 * A port released by close() may come straight back from the next
+	 * bind(0): never hand out one this test already uses.
+	 */
+	for (tries = 0;; tries++) {
+		size_t	i;
+		bool	dup = false;
+
+		if ((fd = harness_bind_any(address, SOCK_STREAM, &port))
+		    == -1) {
+			harness_seterr(h, "no free port on %s: %s", address,
+			    strerror(errno));
+			return (-1);
+		}
+		close(fd);
+		for (i = 0; i < h->nlisteners; i++)
+			if (h->listeners[i].port == port)
+				dup = true;
+		if (port == h->smarthost_port || port == h->dns_port)
+			dup = true;
+		if (!dup)
+			break;
+		if (tries == 50) {
+			harness_seterr(h, "no distinct free port on %s",
+			    address);
+			return (-1);
+		}
 	}
-	close(fd);
 	l = &h->listeners[h->nlisteners];
 	strlcpy(l->address, address, sizeof(l->address));
 	l->port = port;

@@ -20,12 +20,14 @@ struct event_base;
 struct queue;
 struct spool;
 struct spool_envelope;
+struct worker_pool;
 
 struct deliver_env {
 	struct event_base	*base;		/* borrowed */
 	struct spool		*spool;		/* borrowed */
 	struct queue		*queue;		/* borrowed */
 	struct dns		*dns;		/* borrowed */
+	struct worker_pool	*workers;	/* borrowed: DKIM signing */
 };
 
 void	deliver_init(const struct deliver_env *);

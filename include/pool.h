@@ -34,6 +34,8 @@ struct pool_job {
 	size_t			 nrcpts;
 	bool			 eightbit;
 	bool			 smtputf8;
+	const char		*prefix;	/* borrowed: DKIM-Signature fields */
+	size_t			 prefix_len;
 	void			*owner;		/* the deliver.c message */
 	struct pool_job		*next;		/* destination FIFO */
 };

@@ -350,6 +350,8 @@ pool_conn_send(struct pool_conn *c)
 	m.body_len = len;
 	m.eightbit = j->eightbit;
 	m.smtputf8 = j->smtputf8;
+	m.prefix = j->prefix;
+	m.prefix_len = j->prefix_len;
 	c->state = POOL_C_BUSY;
 	if (smtp_client_send(c->client, &m) == -1) {
 		log_warnx("pool: %s: cannot start a transaction", c->relay);

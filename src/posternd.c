@@ -62,7 +62,7 @@
 #define POSTERND_DEFAULT_CONF	POSTERN_CONFDIR "/postern.conf"
 /* Seconds SIGTERM waits for transactions in flight. */
 #define POSTERND_STOP_GRACE	30
-#define POSTERND_WORKERS	2
+#define POSTERND_WORKERS	4
 
 struct posternd {
 	struct event_base	*base;
@@ -595,6 +595,7 @@ main(int argc, char **argv)
 		denv.spool = pd.spool;
 		denv.queue = pd.queue;
 		denv.dns = pd.dns;
+		denv.workers = pd.workers;
 		deliver_init(&denv);
 	}
 	for (i = 0; i < pd.nrecovered_escs; i++) {

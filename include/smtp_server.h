@@ -14,6 +14,7 @@
 struct event_base;
 struct listener_cfg;
 struct queue;
+struct spfcheck;
 struct spool;
 struct worker_pool;
 
@@ -22,6 +23,7 @@ struct smtp_server_env {
 	struct spool		*spool;		/* borrowed */
 	struct queue		*queue;		/* borrowed */
 	struct worker_pool	*workers;	/* borrowed */
+	struct spfcheck		*spf;		/* borrowed; NULL: no SPF */
 	/* Called on the loop after a message is committed and indexed. */
 	void			(*queued_cb)(unsigned int id, void *arg);
 	void			*queued_arg;

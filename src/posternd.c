@@ -54,6 +54,7 @@
 #include "queue.h"
 #include "rtconf.h"
 #include "smtp_server.h"
+#include "spfcheck.h"
 #include "spool.h"
 #include "stats.h"
 #include "util.h"
@@ -74,6 +75,7 @@ struct posternd {
 	struct queue		*queue;
 	struct worker_pool	*workers;
 	struct dns		*dns;
+	struct spfcheck		*spf;
 	struct metrics_http	*metrics;	/* NULL when metrics.listen is off */
 	char			*metrics_listen;	/* "host:port" it serves */
 	struct event		*ev_hup, *ev_term, *ev_int, *ev_stop;
@@ -615,6 +617,10 @@ main(int argc, char **argv)
 	senv.queue = pd.queue;
 	senv.workers = pd.workers;
 	senv.queued_cb = posternd_queued;
+	if ((pd.spf = spfcheck_new(conf->delivery.dns_servers,
+	    conf->delivery.ndns_servers, err, sizeof(err))) == NULL)
+		log_warnx("SPF checks unavailable: %s", err);
+	senv.spf = pd.spf;
 	smtp_server_init(&senv);
 
 	pd.ev_hup = evsignal_new(pd.base, SIGHUP, posternd_signal, NULL);
@@ -637,6 +643,7 @@ main(int argc, char **argv)
 	free(pd.metrics_listen);
 	metrics_free();
 	deliver_free();
+	spfcheck_free(pd.spf);
 	dns_free(pd.dns);
 	worker_pool_free(pd.workers);
 	spool_close(pd.spool);

@@ -61,6 +61,7 @@
 #include "smtp_data.h"
 #include "smtp_parse.h"
 #include "smtp_server.h"
+#include "spfcheck.h"
 #include "spool.h"
 #include "stats.h"
 #include "tls.h"
@@ -78,6 +79,7 @@ enum smtp_server_state {
 	SMTPS_S_AUTH_USER,	/* LOGIN: waiting for the user name */
 	SMTPS_S_AUTH_PASS,	/* LOGIN: waiting for the password */
 	SMTPS_S_AUTH_CHECK,	/* password check on a worker thread */
+	SMTPS_S_SPF_CHECK,	/* SPF check of the client on a worker thread */
 	SMTPS_S_STARTTLS,	/* 220 queued, waiting for it to flush */
 	SMTPS_S_HANDSHAKE,	/* TLS handshake in progress */
 	SMTPS_S_CLOSING,	/* last reply queued; free once flushed */
@@ -95,6 +97,7 @@ static const char *smtp_server_state_names[] = {
 	[SMTPS_S_AUTH_USER] = "AUTH_USER",
 	[SMTPS_S_AUTH_PASS] = "AUTH_PASS",
 	[SMTPS_S_AUTH_CHECK] = "AUTH_CHECK",
+	[SMTPS_S_SPF_CHECK] = "SPF_CHECK",
 	[SMTPS_S_STARTTLS] = "STARTTLS",
 	[SMTPS_S_HANDSHAKE] = "HANDSHAKE",
 	[SMTPS_S_CLOSING] = "CLOSING",
@@ -158,6 +161,10 @@ struct smtp_session {
 	char			 login_user[256];
 	int			 auth_failures;
 	char			 auth_mech[16];
+
+	bool			 spf_checked;	/* relay_spf_domain evaluated */
+	bool			 spf_pass;
+	char			*spf_mail;	/* owned: MAIL args to resume */
 
 	int			 errors;
 	int			 junk;
@@ -362,6 +369,7 @@ smtp_server_free(struct smtp_session *s)
 		close(s->fd);
 	rtconf_unref(s->rt);
 	listener_cfg_unref(s->lcfg);
+	free(s->spf_mail);
 	free(s);
 }
 
@@ -745,8 +753,103 @@ smtp_server_may_relay(struct smtp_session *s)
 		return (true);
 	if (s->lcfg->auth == CONF_AUTH_REQUIRED)
 		return (false);
-	return (conf_cidr_match(s->rt->conf->relay_networks,
-	    s->rt->conf->nrelay_networks, (struct sockaddr *)&s->ss));
+	if (conf_cidr_match(s->rt->conf->relay_networks,
+	    s->rt->conf->nrelay_networks, (struct sockaddr *)&s->ss))
+		return (true);
+	return (s->spf_checked && s->spf_pass);
+}
+
+/* An SPF check in flight: owned by the worker job, then by done(). */
+struct smtp_server_spf_job {
+	uint64_t		 session_id;
+	struct sockaddr_storage	 ss;
+	char			 domain[SMTP_DOMAIN_MAX + 1];
+	enum spfcheck_result	 res;
+	char			 explain[256];
+};
+
+static void
+smtp_server_spf_work(void *arg)
+{
+	struct smtp_server_spf_job	*j = arg;
+
+	j->res = spfcheck_run(smtp_server_env.spf, (struct sockaddr *)&j->ss,
+	    j->domain, j->explain, sizeof(j->explain));
+}
+
+static void	smtp_server_cmd_mail(struct smtp_session *,
+		    const struct smtp_cmd *);
+
+static void
+smtp_server_spf_done(void *arg)
+{
+	struct smtp_server_spf_job	*j = arg;
+	struct smtp_session		*s;
+	struct smtp_cmd			 cmd;
+	char				 esc[512];
+
+	s = util_map_get(&smtp_server_sessions, j->session_id);
+	if (s != NULL && s->state == SMTPS_S_SPF_CHECK) {
+		s->spf_checked = true;
+		s->spf_pass = j->res == SPFCHECK_PASS;
+		util_escape(esc, sizeof(esc), j->explain, strlen(j->explain));
+		log_info("unknown[%s]: SPF %s for relay_spf_domain %s%s%s",
+		    s->addr, spfcheck_result_name(j->res), j->domain,
+		    esc[0] != '\0' ? ": " : "", esc);
+		smtp_server_enter(s, SMTPS_S_HELO);
+		/* Resume the MAIL command that waited for the verdict. */
+		memset(&cmd, 0, sizeof(cmd));
+		cmd.verb = SMTP_VERB_MAIL;
+		cmd.args = s->spf_mail != NULL ? s->spf_mail : "";
+		cmd.argslen = strlen(cmd.args);
+		smtp_server_cmd_mail(s, &cmd);
+		free(s->spf_mail);
+		s->spf_mail = NULL;
+		smtp_server_process(s);
+	}
+	free(j);
+}
+
+/*
+ * Not otherwise allowed to relay: ask SPF (off the loop, libspf2 blocks)
+ * whether the client is one of relay_spf_domain's senders.  Returns true
+ * when the check was started and the MAIL command must wait for it.
+ */
+static bool
+smtp_server_spf_start(struct smtp_session *s, const struct smtp_cmd *cmd)
+{
+	const char			*domain = s->rt->conf->relay_spf_domain;
+	struct smtp_server_spf_job	*j;
+	enum spfcheck_result		 res;
+
+	if (s->spf_checked || s->authenticated || domain == NULL ||
+	    domain[0] == '\0' || smtp_server_env.spf == NULL ||
+	    s->lcfg->auth == CONF_AUTH_REQUIRED)
+		return (false);
+	if (spfcheck_cached(smtp_server_env.spf, (struct sockaddr *)&s->ss,
+	    domain, &res)) {
+		s->spf_checked = true;
+		s->spf_pass = res == SPFCHECK_PASS;
+		return (false);
+	}
+	j = xcalloc(1, sizeof(*j));
+	j->session_id = s->id;
+	j->ss = s->ss;
+	strlcpy(j->domain, domain, sizeof(j->domain));
+	free(s->spf_mail);
+	s->spf_mail = xstrndup(cmd->args, cmd->argslen);
+	if (worker_submit(smtp_server_env.workers, smtp_server_spf_work,
+	    smtp_server_spf_done, j) == -1) {
+		/* No verdict is "not authorized by SPF", never "authorized". */
+		free(j);
+		free(s->spf_mail);
+		s->spf_mail = NULL;
+		s->spf_checked = true;
+		s->spf_pass = false;
+		return (false);
+	}
+	smtp_server_enter(s, SMTPS_S_SPF_CHECK);
+	return (true);
 }
 
 static void
@@ -769,6 +872,8 @@ smtp_server_cmd_mail(struct smtp_session *s, const struct smtp_cmd *cmd)
 		smtp_server_error(s);
 		return;
 	}
+	if (!smtp_server_may_relay(s) && smtp_server_spf_start(s, cmd))
+		return;
 	if (!smtp_server_may_relay(s)) {
 		log_info("NOQUEUE: reject: MAIL from unknown[%s]: 530 5.7.0 "
 		    "Authentication required", s->addr);
@@ -1581,6 +1686,7 @@ smtp_server_timeout(evutil_socket_t fd, short ev, void *arg)
 		return;
 	case SMTPS_S_COMMIT:
 	case SMTPS_S_AUTH_CHECK:
+	case SMTPS_S_SPF_CHECK:
 		/* Our own work is in flight; the client is not at fault. */
 		smtp_server_arm_timer(s, s->rt->conf->limits.command_timeout);
 		return;

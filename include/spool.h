@@ -54,6 +54,15 @@ struct spool_rcpt {
 	char	*remote;		/* owned, NULL while pending */
 };
 
+/* One past attempt, from the journal (spool_load / recovery). */
+struct spool_attempt {
+	int		 attempt;	/* 1, 2, ... */
+	int64_t		 next_attempt;	/* when the next one was planned */
+	char		*error;		/* owned; the attempt's last error */
+};
+/* Attempts kept in an envelope's history (the most recent ones). */
+#define SPOOL_HISTORY_MAX	16
+
 struct spool_envelope {
 	qid_t		 id;
 	int64_t		 queued_at;
@@ -73,6 +82,8 @@ struct spool_envelope {
 	bool		 held;
 	unsigned int	 escalations_pending;	/* bit per event */
 	bool		 bounce_done;
+	struct spool_attempt history[SPOOL_HISTORY_MAX];	/* oldest first */
+	size_t		 nhistory;
 };
 
 /* Frees the members, not the struct; accepts a zeroed envelope. */

@@ -275,6 +275,21 @@ control_show(struct control *ctl, qid_t id)
 	json_object_set_new(o, "client", json_pack("{s:s?, s:s?, s:s?, s:s?}",
 	    "address", env.client_addr, "name", env.client_name,
 	    "helo", env.helo, "sasl_username", env.sasl_user));
+	{
+		json_t	*hist = json_array();
+
+		for (i = 0; i < env.nhistory; i++) {
+			char	na[32];
+
+			util_iso8601(na, sizeof(na),
+			    env.history[i].next_attempt);
+			json_array_append_new(hist, json_pack(
+			    "{s:i, s:s, s:s}", "attempt",
+			    env.history[i].attempt, "next_attempt", na,
+			    "error", env.history[i].error));
+		}
+		json_object_set_new(o, "history", hist);
+	}
 	json_object_set_new(o, "smtputf8",
 	    json_boolean(env.flags & SPOOL_F_SMTPUTF8));
 	json_object_set_new(o, "eightbitmime",

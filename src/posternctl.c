@@ -288,6 +288,19 @@ posternctl_print_show(json_t *r)
 		if (json_is_string(v))
 			printf("client.%-13s %s\n", k, json_string_value(v));
 	}
+	{
+		json_t	*hist = json_object_get(r, "history"), *h;
+
+		if (json_array_size(hist) > 0)
+			printf("attempts:\n");
+		json_array_foreach(hist, i, h) {
+			printf("  #%lld  next %s  %s\n",
+			    (long long)posternctl_int(h, "attempt"),
+			    json_string_value(json_object_get(h,
+			    "next_attempt")), json_string_value(
+			    json_object_get(h, "error")));
+		}
+	}
 	printf("recipients:\n");
 	json_array_foreach(rcpts, i, x) {
 		const char *dsn = json_string_value(json_object_get(x, "dsn"));

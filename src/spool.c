@@ -460,6 +460,8 @@ spool_envelope_free(struct spool_envelope *env)
 	free(env->helo);
 	free(env->sasl_user);
 	free(env->last_error);
+	for (i = 0; i < env->nhistory; i++)
+		free(env->history[i].error);
 	memset(env, 0, sizeof(*env));
 }
 
@@ -605,6 +607,16 @@ spool_record_apply(struct spool_envelope *env, unsigned type,
 		}
 		env->attempts = (int)v;
 		env->next_attempt = (int64_t)spool_get64(p + 4);
+		/* Keep the most recent SPOOL_HISTORY_MAX for `show`. */
+		if (env->nhistory == SPOOL_HISTORY_MAX) {
+			free(env->history[0].error);
+			memmove(&env->history[0], &env->history[1],
+			    (SPOOL_HISTORY_MAX - 1) * sizeof(env->history[0]));
+			env->nhistory--;
+		}
+		env->history[env->nhistory].attempt = (int)v;
+		env->history[env->nhistory].next_attempt = env->next_attempt;
+		env->history[env->nhistory++].error = xstrdup(e);
 		free(env->last_error);
 		env->last_error = e;
 		return (0);

@@ -290,6 +290,8 @@ collect_cb(const struct spool_envelope *e, void *arg)
 		c->rcpts[i].reply = dup_or_null(e->rcpts[i].reply);
 		c->rcpts[i].remote = dup_or_null(e->rcpts[i].remote);
 	}
+	for (i = 0; i < e->nhistory; i++)
+		c->history[i].error = dup_or_null(e->history[i].error);
 	return (0);
 }
 

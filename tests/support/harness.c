@@ -1452,6 +1452,44 @@ harness_dns_probe(int port)
 	return (ok);
 }
 
+/*
+ * A port of 127.0.0.1 free for UDP and for TCP, as dnsmasq binds both: a
+ * loopback crowded with TIME_WAIT and client sockets often has the TCP
+ * side of a free UDP port taken.  Refused candidates stay bound while we
+ * look further, so the kernel offers other ones.
+ */
+static int
+harness_dns_free_port(int *portp)
+{
+	struct sockaddr_in	 sin;
+	int			 held[256], nheld = 0, fd, tfd, port, rc = -1;
+
+	while (nheld < (int)nitems(held)) {
+		if ((fd = harness_bind_any("127.0.0.1", SOCK_DGRAM, &port))
+		    == -1)
+			break;
+		memset(&sin, 0, sizeof(sin));
+		sin.sin_family = AF_INET;
+		sin.sin_port = htons((uint16_t)port);
+		sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		tfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (tfd != -1 && bind(tfd, (struct sockaddr *)&sin,
+		    sizeof(sin)) == 0) {
+			close(tfd);
+			close(fd);
+			*portp = port;
+			rc = 0;
+			break;
+		}
+		if (tfd != -1)
+			close(tfd);
+		held[nheld++] = fd;
+	}
+	while (nheld > 0)
+		close(held[--nheld]);
+	return (rc);
+}
+
 int
 harness_dns_start(struct harness *h, const char *const *args)
 {
@@ -1460,7 +1498,7 @@ harness_dns_start(struct harness *h, const char *const *args)
 	size_t		 n, i;
 	long		 deadline;
 	pid_t		 pid;
-	int		 attempt, fd, port, status = -1;
+	int		 attempt, port, status = -1;
 
 	if (h->dns_pid > 0) {
 		harness_seterr(h, "dnsmasq already running");
@@ -1483,13 +1521,11 @@ harness_dns_start(struct harness *h, const char *const *args)
 	 * another test takes it in between, dnsmasq exits and we try again.
 	 */
 	for (attempt = 0; attempt < 5; attempt++) {
-		if ((fd = harness_bind_any("127.0.0.1", SOCK_DGRAM, &port))
-		    == -1) {
-			harness_seterr(h, "no free UDP port: %s",
-			    strerror(errno));
+		if (harness_dns_free_port(&port) == -1) {
+			harness_seterr(h, "no port free for both UDP and TCP: "
+			    "%s", strerror(errno));
 			return (-1);
 		}
-		close(fd);
 		snprintf(portarg, sizeof(portarg), "--port=%d", port);
 		n = 0;
 		argv[n++] = HARNESS_DNSMASQ;

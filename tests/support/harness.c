@@ -1836,3 +1836,153 @@ harness_wait_queue_count(struct harness *h, int n, int timeout_s)
 		harness_sleep_ms(100);
 	}
 }
+
+/* Skip the (possibly compressed) name at *off of a DNS message. */
+static int
+harness_dns_skip_name(const unsigned char *m, size_t len, size_t *off)
+{
+	size_t	o = *off;
+
+	while (o < len) {
+		if (m[o] == 0) {
+			*off = o + 1;
+			return (0);
+		}
+		if ((m[o] & 0xc0) == 0xc0) {
+			if (o + 2 > len)
+				return (-1);
+			*off = o + 2;
+			return (0);
+		}
+		if ((m[o] & 0xc0) != 0)
+			return (-1);
+		o += 1 + (size_t)m[o];
+	}
+	return (-1);
+}
+
+int
+harness_dns_txt(struct harness *h, const char *name, char *out,
+    size_t outlen, int *nstrings)
+{
+	unsigned char		 q[512], r[4096];
+	struct sockaddr_in	 sin;
+	struct pollfd		 pfd;
+	const char		*p, *dot;
+	size_t			 qlen, off, rdend, ll, i, olen = 0;
+	ssize_t			 n;
+	unsigned int		 qd, an, type, rdlen, k;
+	int			 fd, found = 0, tries, nstr = 0;
+	uint16_t		 id = (uint16_t)(getpid() ^ harness_now_ms());
+
+	if (outlen > 0)
+		out[0] = '\0';
+	if (h->dnsmasq_port == 0) {
+		harness_seterr(h, "dns_txt: dnsmasq not started");
+		return (-1);
+	}
+	/* Header: id, RD, one question. */
+	memset(q, 0, 12);
+	q[0] = id >> 8;
+	q[1] = id & 0xff;
+	q[2] = 0x01;
+	q[5] = 1;
+	qlen = 12;
+	for (p = name; *p != '\0'; p = *dot == '.' ? dot + 1 : dot) {
+		if ((dot = strchr(p, '.')) == NULL)
+			dot = p + strlen(p);
+		ll = (size_t)(dot - p);
+		if (ll == 0 || ll > 63 || qlen + ll + 1 + 5 > sizeof(q)) {
+			harness_seterr(h, "dns_txt: bad name %s", name);
+			return (-1);
+		}
+		q[qlen++] = (unsigned char)ll;
+		memcpy(q + qlen, p, ll);
+		qlen += ll;
+	}
+	q[qlen++] = 0;
+	q[qlen++] = 0;
+	q[qlen++] = 16;		/* TXT */
+	q[qlen++] = 0;
+	q[qlen++] = 1;		/* IN */
+	if ((fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0)) == -1) {
+		harness_seterr(h, "dns_txt: socket: %s", strerror(errno));
+		return (-1);
+	}
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_port = htons((uint16_t)h->dnsmasq_port);
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == -1) {
+		harness_seterr(h, "dns_txt: connect: %s", strerror(errno));
+		close(fd);
+		return (-1);
+	}
+	n = -1;
+	for (tries = 0; tries < 5; tries++) {
+		if (send(fd, q, qlen, 0) != (ssize_t)qlen)
+			break;
+		pfd.fd = fd;
+		pfd.events = POLLIN;
+		if (poll(&pfd, 1, 1000) == 1 &&
+		    (n = recv(fd, r, sizeof(r), 0)) >= 12 && r[0] == q[0] &&
+		    r[1] == q[1])
+			break;
+		n = -1;
+	}
+	close(fd);
+	if (n < 12) {
+		harness_seterr(h, "dns_txt %s: no answer from 127.0.0.1:%d",
+		    name, h->dnsmasq_port);
+		return (-1);
+	}
+	if ((r[2] & 0x02) != 0) {
+		harness_seterr(h, "dns_txt %s: truncated answer", name);
+		return (-1);
+	}
+	if ((r[3] & 0x0f) == 3)		/* NXDOMAIN */
+		return (0);
+	if ((r[3] & 0x0f) != 0) {
+		harness_seterr(h, "dns_txt %s: rcode %d", name, r[3] & 0x0f);
+		return (-1);
+	}
+	qd = (unsigned int)r[4] << 8 | r[5];
+	an = (unsigned int)r[6] << 8 | r[7];
+	off = 12;
+	for (k = 0; k < qd; k++)
+		if (harness_dns_skip_name(r, (size_t)n, &off) == -1 ||
+		    (off += 4) > (size_t)n)
+			goto bad;
+	for (k = 0; k < an; k++) {
+		if (harness_dns_skip_name(r, (size_t)n, &off) == -1 ||
+		    off + 10 > (size_t)n)
+			goto bad;
+		type = (unsigned int)r[off] << 8 | r[off + 1];
+		rdlen = (unsigned int)r[off + 8] << 8 | r[off + 9];
+		off += 10;
+		if ((rdend = off + rdlen) > (size_t)n)
+			goto bad;
+		if (type == 16 && found++ == 0) {
+			for (i = off; i < rdend; i += 1 + (size_t)r[i]) {
+				if (i + 1 + r[i] > rdend)
+					goto bad;
+				if (olen + r[i] + 1 > outlen) {
+					harness_seterr(h, "dns_txt %s: record "
+					    "longer than %zu", name, outlen);
+					return (-1);
+				}
+				memcpy(out + olen, r + i + 1, r[i]);
+				olen += r[i];
+				out[olen] = '\0';
+				nstr++;
+			}
+		}
+		off = rdend;
+	}
+	if (nstrings != NULL)
+		*nstrings = nstr;
+	return (found);
+bad:
+	harness_seterr(h, "dns_txt %s: malformed answer", name);
+	return (-1);
+}

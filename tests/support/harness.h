@@ -286,4 +286,13 @@ bool		 harness_log_has_queued(struct harness *);
 #define HARNESS_START(h)						\
 	cr_assert(harness_start(h) == 0, "start: %s", harness_err(h))
 
+/*
+ * Ask the test's dnsmasq for the TXT records of name (UDP, a few tries).
+ * The first record's character-strings, joined, go into out and their
+ * count into *nstrings (may be NULL).  Returns the number of TXT records
+ * (0: NXDOMAIN or none), or -1 with err set (no answer, bad reply).
+ */
+int		 harness_dns_txt(struct harness *, const char *name,
+		    char *out, size_t outlen, int *nstrings);
+
 #endif /* POSTERN_HARNESS_H */

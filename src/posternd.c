@@ -425,6 +425,22 @@ posternd_signal(evutil_socket_t sig, short ev, void *arg)
 	}
 }
 
+static size_t
+posternd_queue_total(void)
+{
+	struct queue_counts	qc;
+
+	queue_counts(pd.queue, &qc);
+	return (qc.total);
+}
+
+static void
+posternd_ready(evutil_socket_t fd, short ev, void *arg)
+{
+	log_info("ready: %zu listeners, %zu queued messages", pd.nlisteners,
+	    posternd_queue_total());
+}
+
 static void
 posternd_kick(void)
 {
@@ -631,6 +647,13 @@ main(int argc, char **argv)
 	evsignal_add(pd.ev_term, NULL);
 	evsignal_add(pd.ev_int, NULL);
 
+	/* Logged from inside the loop: everything before it is done. */
+	{
+		struct timeval	now = { 0, 0 };
+
+		event_base_once(pd.base, -1, EV_TIMEOUT, posternd_ready, NULL,
+		    &now);
+	}
 	event_base_dispatch(pd.base);
 
 	/* Orderly teardown; the queue stays on disk. */

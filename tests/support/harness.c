@@ -812,7 +812,12 @@ harness_ready(struct harness *h)
 			return (false);
 		close(fd);
 	}
-	return (true);
+	/*
+	 * Sockets accept into their backlog before the event loop runs:
+	 * wait for the line the daemon logs from inside its loop too.
+	 */
+	return (harness_log_count(h, "posternd\\[[0-9]+\\]: ready: ") >
+	    h->ready_base);
 }
 
 int
@@ -829,6 +834,7 @@ harness_start_args(struct harness *h, const char *const *extra)
 	}
 	if (!h->raw_conf && !h->no_conf_arg && harness_write_conf(h) == -1)
 		return (-1);
+	h->ready_base = harness_log_count(h, "posternd\\[[0-9]+\\]: ready: ");
 	if (access(harness_posternd(), X_OK) == -1) {
 		harness_seterr(h, "%s: %s (build it first)",
 		    harness_posternd(), strerror(errno));

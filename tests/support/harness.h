@@ -89,6 +89,7 @@ struct harness {
 	bool	 freed;
 	char	 err[HARNESS_ERR_MAX];
 	struct harness *next;		/* live list for the atexit hook */
+	int	 ready_base;		/* "ready" log lines before a start */
 };
 
 /* $POSTERN_BUILDDIR (default /work/build-dev) and $POSTERN_SRCDIR. */

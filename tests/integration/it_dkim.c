@@ -1371,3 +1371,82 @@ Test(it_dkim, spf_relay_none_and_dns_down, .timeout = IT_TIMEOUT)
 	cr_assert(n == 0, "queue: %d, want 0 (%s)", n, harness_err(h));
 	harness_free(h);
 }
+
+/*
+ * doc/dkim.md: signing happens at each delivery attempt, so a reload that
+ * replaces the key applies to mail already queued.  The first attempt
+ * (signed with the old key) finds no sink; after SIGHUP-equivalent reload
+ * with only the new key, the flushed retry carries the new signature only.
+ */
+Test(it_dkim, reload_rotates_key_for_queued_mail, .timeout = IT_TIMEOUT)
+{
+	static const char *const want[] = {
+		"d=sign.test s=new a=ed25519-sha256 "
+	};
+	struct it_key	 old, nk;
+	struct it_args	 a = { { NULL }, 0 };
+	struct it_expect e;
+	struct harness	*h;
+	struct smtpc	*c;
+	const char	*names[1];
+	char		 qid[9], req[128], re[128];
+	json_t		*r;
+	long long	 n;
+	int		 mx, code;
+
+	h = it_new(NULL);
+	it_key(h, &old, "sign.test", "old", true);
+	it_key(h, &nk, "sign.test", "new", true);
+	it_args_keys(&a, &old, 1);
+	it_args_keys(&a, &nk, 1);
+	it_dns(h, &a);
+	it_args_free(&a);
+	it_conf_dkim(h, &old, 1);
+	it_write_conf(h);
+	/* Every attempt after the first is the test's flush. */
+	harness_set_retry(h, "initial = 600; max_interval = 1200; "
+	    "factor = 2.0;");
+	HARNESS_START(h);
+
+	c = harness_session_ehlo(h, 0);
+	cr_assert(c != NULL, "session: %s", harness_err(h));
+	code = it_txn(c, "MAIL FROM:<a@sign.test>", IT_RCPT,
+	    "From: a@sign.test\r\nSubject: rotation\r\n"
+	    "Message-ID: <rotate@client.test>\r\n\r\nqueued\r\n", qid);
+	cr_assert(code == 250, "submit: got %d \"%s\"", code, smtpc_last(c));
+	smtpc_close(c);
+	snprintf(re, sizeof(re), "%s: to=<" IT_RCPT ">.*status=deferred",
+	    qid);
+	cr_assert(harness_log_wait(h, re, IT_WAIT), "want /%s/:\n%s", re,
+	    harness_log_tail(h, 20));
+	n = it_stat(h, "dkim", "signed");
+	cr_assert(n == 1, "dkim.signed after the first attempt: %lld, "
+	    "want 1", n);
+
+	/* Rotate: only the new key, through the control socket's reload. */
+	free(h->extra);
+	h->extra = NULL;
+	it_conf_dkim(h, &nk, 1);
+	cr_assert(harness_write_conf(h) == 0, "conf: %s", harness_err(h));
+	r = harness_control(h, "{\"cmd\":\"reload\"}");
+	cr_assert(r != NULL && json_is_true(json_object_get(r, "ok")),
+	    "reload: %s", harness_err(h));
+	json_decref(r);
+	cr_assert(harness_log_wait(h, "configuration reloaded", IT_WAIT),
+	    "reload not logged:\n%s", harness_log_tail(h, 20));
+
+	mx = it_mx(h);
+	snprintf(req, sizeof(req), "{\"cmd\":\"flush\",\"id\":\"%s\"}", qid);
+	r = harness_control(h, req);
+	cr_assert(r != NULL && json_is_true(json_object_get(r, "ok")),
+	    "flush: %s", harness_err(h));
+	json_decref(r);
+	names[0] = it_key_name(&nk);
+	e = (struct it_expect){ "rotate@client.test", 1, 1, names, 1, want,
+	    NULL, { 0 } };
+	it_expect_signed(h, mx, &e, 1);
+	n = it_stat(h, "dkim", "signed");
+	cr_assert(n == 2, "dkim.signed: %lld, want 2 (one per attempt)", n);
+	cr_assert(harness_wait_queue_count(h, 0, IT_WAIT), "queue not empty");
+	harness_free(h);
+}

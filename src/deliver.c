@@ -25,6 +25,8 @@
  */
 #include "compat.h"
 
+#include <sys/queue.h>
+
 #include <event2/event.h>
 
 #include <assert.h>
@@ -99,6 +101,7 @@ struct deliver_wait {
  * escalation of it is done, so a restart can run it again.
  */
 struct deliver_esc {
+	TAILQ_ENTRY(deliver_esc) entry;	/* deliver_esc_live */
 	qid_t		 id;
 	int		 event;		/* 0 failed, 1 expired */
 	struct hook_event ev;		/* strings below are owned */
@@ -115,6 +118,10 @@ struct deliver_esc {
 static struct deliver_env	 deliver_env;
 static struct hook		*deliver_hook;	/* NULL: no escalation */
 static struct util_map		 deliver_escs;	/* id -> count pending */
+/* Every escalation object alive, so that shutdown frees what the hook
+ * runner drops (hook_free() calls no callback). */
+static TAILQ_HEAD(, deliver_esc) deliver_esc_live =
+    TAILQ_HEAD_INITIALIZER(deliver_esc_live);
 static struct util_map		 deliver_msgs;	/* id -> deliver_msg */
 static struct event		*deliver_timer;
 static bool			 deliver_stopping;
@@ -474,6 +481,7 @@ deliver_esc_free(struct deliver_esc *e)
 {
 	size_t	i;
 
+	TAILQ_REMOVE(&deliver_esc_live, e, entry);
 	for (i = 0; i < e->nstrs; i++)
 		free(e->strs[i]);
 	free(e->strs);
@@ -582,6 +590,7 @@ deliver_escalate(const struct spool_envelope *env, int event, bool journal)
 	    CONF_EVENT_EXPIRED)) == 0)
 		return;
 	e = xcalloc(1, sizeof(*e));
+	TAILQ_INSERT_TAIL(&deliver_esc_live, e, entry);
 	e->id = env->id;
 	e->event = event;
 	e->rcpts = xcalloc(env->nrcpts + 1, sizeof(*e->rcpts));
@@ -672,6 +681,19 @@ deliver_msg_settle(struct deliver_msg *m)
 	if (any_expired)
 		stats.messages_expired++;
 	m->env.attempts++;
+	if ((any_failed || any_expired) && pending == 0) {
+		/*
+		 * The last attempt of a message that is over: record it, so
+		 * an escalation re-run after a restart reports the same count.
+		 */
+		memset(&rec, 0, sizeof(rec));
+		rec.type = SPOOL_REC_ATTEMPT;
+		rec.attempts = m->env.attempts;
+		rec.next_attempt = now;
+		rec.last_error = m->last_error;
+		(void)spool_journal_append(deliver_env.spool, m->id, &rec, NULL,
+		    0, NULL);
+	}
 	if (any_failed)
 		deliver_escalate(&m->env, DELIVER_EV_FAILED, true);
 	if (any_expired)
@@ -884,6 +906,9 @@ deliver_free(void)
 	route_cancel_all();
 	hook_free(deliver_hook);
 	deliver_hook = NULL;
+	/* Pending escalations stay pending in the spool for the next start. */
+	while (!TAILQ_EMPTY(&deliver_esc_live))
+		deliver_esc_free(TAILQ_FIRST(&deliver_esc_live));
 	util_map_clear(&deliver_escs);
 	while (util_map_next(&deliver_msgs, &it, &k, &v)) {
 		struct deliver_msg *m = v;

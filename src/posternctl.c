@@ -400,6 +400,7 @@ main(int argc, char **argv)
 		if (id == NULL) {
 			fprintf(stderr, "posternctl: %s needs a queue id\n",
 			    cmd);
+			json_decref(o);
 			return (2);
 		}
 		json_object_set_new(o, "id", json_string(id));

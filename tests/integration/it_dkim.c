@@ -928,6 +928,13 @@ Test(it_dkim, from_domains, .timeout = IT_TIMEOUT)
 		{ "display", "MAIL FROM:<a@sign.test>",
 		  "\"a@sign.test\" <b@other.test>", 0, NULL },
 		{ "nullsender", "MAIL FROM:<>", "a@sign.test", 2, w_parent },
+		/* SMTPUTF8: a U-label subdomain of sign.test is under it. */
+		{ "ulabel", "MAIL FROM:<a@sign.test> SMTPUTF8",
+		  "a@b\xc3\xbc" "cher.sign.test", 2, w_parent },
+		{ "alabel", "MAIL FROM:<a@sign.test>",
+		  "a@xn--bcher-kva.sign.test", 2, w_parent },
+		{ "ulabel-other", "MAIL FROM:<a@sign.test> SMTPUTF8",
+		  "j\xc3\xb6rg@b\xc3\xbc" "cher.test", 0, NULL },
 	};
 	struct it_key	 k[IT_NKEYS];
 	struct it_expect e[nitems(cases)];
@@ -1449,4 +1456,50 @@ Test(it_dkim, reload_rotates_key_for_queued_mail, .timeout = IT_TIMEOUT)
 	cr_assert(n == 2, "dkim.signed: %lld, want 2 (one per attempt)", n);
 	cr_assert(harness_wait_queue_count(h, 0, IT_WAIT), "queue not empty");
 	harness_free(h);
+}
+
+/*
+ * SECURITY-CASES IN-38: RFC 7208's limit of 10 DNS terms.  A record whose
+ * client-matching ip4: comes after 10 includes passes; after 11 it is a
+ * permerror, so 530 5.7.0 even though the ip4: would match.
+ */
+Test(it_dkim, spf_relay_dns_term_limit, .timeout = IT_TIMEOUT)
+{
+	static const int	 nincl[] = { 10, 11 };
+	static const char *const wants[] = { "250 2.1.0", "530 5.7.0" };
+	struct it_args		 a = { { NULL }, 0 };
+	struct harness		*h;
+	struct smtpc		*c;
+	char			 rec[1024], term[64];
+	size_t			 t;
+	int			 i;
+
+	it_enter_netns();
+	for (t = 0; t < nitems(nincl); t++) {
+		snprintf(rec, sizeof(rec), "v=spf1");
+		for (i = 1; i <= nincl[t]; i++) {
+			snprintf(term, sizeof(term), " include:i%d.spf.test",
+			    i);
+			strlcat(rec, term, sizeof(rec));
+		}
+		strlcat(rec, " ip4:" IT_CLIENT_IP " -all", sizeof(rec));
+		h = it_new(IT_CLIENT_IP);
+		it_args_txt(&a, "spf.test", rec);
+		for (i = 1; i <= nincl[t]; i++) {
+			snprintf(term, sizeof(term), "i%d.spf.test", i);
+			it_args_txt(&a, term, "v=spf1 ip4:203.0.113.1 -all");
+		}
+		it_dns(h, &a);
+		it_args_free(&a);
+		harness_set_relay_networks(h, "[ ]");
+		harness_append_conf(h, "relay_spf_domain = \"spf.test\";");
+		it_write_conf(h);
+		HARNESS_START(h);
+		c = it_session_from(h, IT_CLIENT_IP);
+		cr_assert(smtpc_cmd_expect(c, "MAIL FROM:<a@sign.test>",
+		    wants[t]), "%d includes before ip4: got \"%s\", want "
+		    "\"%s\"", nincl[t], smtpc_last(c), wants[t]);
+		smtpc_close(c);
+		harness_free(h);
+	}
 }

@@ -76,24 +76,39 @@ struct td_server {
 	int	port;
 };
 
-/* A UDP port on 127.0.0.1 that was free a moment ago. */
+/*
+ * A port on 127.0.0.1 that was free a moment ago for UDP and for TCP:
+ * dnsmasq binds both and exits when the TCP one is taken.
+ */
 static int
 td_free_port(void)
 {
 	struct sockaddr_in	sin;
-	socklen_t		len = sizeof(sin);
-	int			fd, port;
+	socklen_t		len;
+	int			fd, tfd, port, tries;
 
-	fd = socket(AF_INET, SOCK_DGRAM, 0);
-	cr_assert(fd >= 0);
-	memset(&sin, 0, sizeof(sin));
-	sin.sin_family = AF_INET;
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	cr_assert(bind(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0);
-	cr_assert(getsockname(fd, (struct sockaddr *)&sin, &len) == 0);
-	port = ntohs(sin.sin_port);
-	close(fd);
-	return (port);
+	for (tries = 0; tries < 100; tries++) {
+		len = sizeof(sin);
+		fd = socket(AF_INET, SOCK_DGRAM, 0);
+		cr_assert(fd >= 0);
+		memset(&sin, 0, sizeof(sin));
+		sin.sin_family = AF_INET;
+		sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		cr_assert(bind(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0);
+		cr_assert(getsockname(fd, (struct sockaddr *)&sin, &len) == 0);
+		port = ntohs(sin.sin_port);
+		tfd = socket(AF_INET, SOCK_STREAM, 0);
+		cr_assert(tfd >= 0);
+		if (bind(tfd, (struct sockaddr *)&sin, sizeof(sin)) == 0) {
+			close(tfd);
+			close(fd);
+			return (port);
+		}
+		close(tfd);
+		close(fd);
+	}
+	cr_assert_fail("no port free for both UDP and TCP");
+	return (-1);
 }
 
 /* True once something holds 127.0.0.1:port/udp. */
@@ -149,8 +164,13 @@ td_dnsmasq_try(struct td_server *srv)
 	for (waited = 0; waited < 500; waited++) {
 		if (waitpid(srv->pid, &status, WNOHANG) == srv->pid)
 			return (false);
-		if (td_port_taken(srv->port))
+		if (td_port_taken(srv->port)) {
+			/* Still alive a moment later: it bound UDP and TCP. */
+			usleep(100000);
+			if (waitpid(srv->pid, &status, WNOHANG) == srv->pid)
+				return (false);
 			return (true);
+		}
 		usleep(10000);
 	}
 	kill(srv->pid, SIGKILL);

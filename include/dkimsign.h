@@ -1,12 +1,13 @@
 /*
- * dkimsign.h: DKIM signing of outgoing mail with libopendkim (SPEC
- * section 2 "dkim", RFC 6376, RFC 8463; doc/dkim.md).
+ * dkimsign.h: DKIM signing of outgoing mail (SPEC section 2 "dkim", RFC
+ * 6376, RFC 8463; doc/dkim.md): rsa-sha256 with libopendkim,
+ * ed25519-sha256 with our own code on OpenSSL.
  *
  * A struct dkimsign holds the keys of one configuration snapshot, loaded
  * and checked when the snapshot is built (posternd -n, start, SIGHUP).
  * Signing runs at delivery time on a worker thread: the object is
  * immutable once built, so any number of threads may sign with it at once;
- * each call has its own libopendkim handles.
+ * each call has its own libopendkim handles and OpenSSL contexts.
  */
 #ifndef POSTERN_DKIMSIGN_H
 #define POSTERN_DKIMSIGN_H

@@ -1,20 +1,23 @@
 /*
- * dkimsign.c: DKIM signing with libopendkim (SPEC section 2 "dkim",
- * RFC 6376, RFC 8463 for Ed25519; the decisions are in doc/dkim.md).
+ * dkimsign.c: DKIM signing (SPEC section 2 "dkim", RFC 6376; the
+ * decisions are in doc/dkim.md).  rsa-sha256 signatures are made by
+ * libopendkim; ed25519-sha256 signatures (RFC 8463) are made here with
+ * OpenSSL, because libopendkim 2.11 leaks an Ed25519 key's material on
+ * every signature: relaxed/relaxed canonicalisation, SHA-256 of the body
+ * and of the header, PureEdDSA over the 32-byte header hash.
  *
  * Keys are read once per configuration snapshot, checked (file mode, key
  * type and size) and proven by signing a fixed message, so posternd -n and
- * a reload report a bad key instead of the first delivery.  Each key is
- * kept as PKCS#8 PEM text because that is what dkim_sign() takes; the text
- * is cleared before it is freed.
+ * a reload report a bad key instead of the first delivery.  An RSA key is
+ * kept as PKCS#8 PEM text because that is what dkim_sign() takes, cleared
+ * before it is freed; an Ed25519 key as an EVP_PKEY (OpenSSL clears it).
  *
  * Threads: after dkimsign_new() returns nothing in struct dkimsign
- * changes, and the one DKIM_LIB is only read by libopendkim while signing
- * (its options are set before the first handle exists).  Each signing call
- * creates, uses and frees its own DKIM handles and buffers, so signing is
- * safe on any number of worker threads at once.  Memory per call is
- * bounded: the header section (at most SMTP_HEADER_MAX) plus one chunk,
- * whatever the size of the body.
+ * changes; the one DKIM_LIB and the EVP_PKEYs are only read while signing
+ * (openssl-threads(7)).  Each signing call creates, uses and frees its own
+ * handles, digests and buffers, so signing is safe on any number of worker
+ * threads at once.  Memory per call is bounded: the header section (at
+ * most SMTP_HEADER_MAX) plus one chunk, whatever the size of the body.
  */
 #include "compat.h"
 
@@ -27,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/bio.h>
@@ -52,12 +56,21 @@
 #define DKIMSIGN_KEYFILE_MAX	(1024 * 1024)
 /* RFC 5322 2.1.1: 998 octets a line plus CRLF. */
 #define DKIMSIGN_LINE_MAX	(SMTP_TEXT_LINE_MAX - 2)
+/* Our DKIM-Signature lines end by this column, a tab counting 8, which is
+ * where libopendkim folds its own. */
+#define DKIMSIGN_FOLD		75
+#define DKIMSIGN_TABCOL		8
+/* Canonical text is gathered in this much before it is hashed. */
+#define DKIMSIGN_SINKBUF	4096
+#define DKIMSIGN_FIELDNAME	"DKIM-Signature"
 
 struct dkimsign_key {
 	char		*domain;	/* owned, lower case */
 	char		*selector;	/* owned */
-	char		*pem;		/* owned; PKCS#8 PEM, cleared on free */
+	char		*pem;		/* owned; RSA only: PKCS#8 PEM, cleared
+					 * on free */
 	size_t		 pemlen;
+	EVP_PKEY	*ed;		/* owned; Ed25519 only, signed here */
 	dkim_alg_t	 alg;
 };
 
@@ -204,7 +217,7 @@ dkimsign_key_pem(EVP_PKEY *pk, size_t *lenp, char *err, size_t errlen)
 
 /* Load, check and convert one entry's key; 0, or -1 with errs. */
 static int
-dkimsign_load_key(struct dkimsign *ds, const struct conf *conf,
+dkimsign_load_key(const struct conf *conf,
     const struct conf_dkim *d, struct dkimsign_key *k,
     struct conf_errors *errs)
 {
@@ -235,15 +248,13 @@ dkimsign_load_key(struct dkimsign *ds, const struct conf *conf,
 		k->alg = DKIM_SIGN_RSASHA256;
 		break;
 	case EVP_PKEY_ED25519:
-		if (!dkim_libfeature(ds->lib, DKIM_FEATURE_ED25519)) {
-			conf_errors_add(errs, false, file, d->line,
-			    "dkim key %s: this libopendkim cannot sign with "
-			    "Ed25519", d->key);
-			EVP_PKEY_free(pk);
-			return (-1);
-		}
+		/* Signed with OpenSSL here, not by libopendkim (leak). */
 		k->alg = DKIM_SIGN_ED25519SHA256;
-		break;
+		k->ed = pk;
+		k->domain = xstrdup(d->domain);
+		util_lowercase(k->domain);
+		k->selector = xstrdup(d->selector);
+		return (0);
 	default:
 		conf_errors_add(errs, false, file, d->line,
 		    "dkim key %s: a %s key; only RSA and Ed25519 keys can sign "
@@ -264,8 +275,8 @@ dkimsign_load_key(struct dkimsign *ds, const struct conf *conf,
 	return (0);
 }
 
-/* Sign a fixed message with key i, so that a key libopendkim rejects
- * fails now rather than at the first delivery. */
+/* Sign a fixed message with key i, so that a key that cannot sign fails
+ * now rather than at the first delivery. */
 static int
 dkimsign_probe(struct dkimsign *ds, size_t i, char *err, size_t errlen)
 {
@@ -321,12 +332,12 @@ dkimsign_new(const struct conf *conf, struct conf_errors *errs)
 	ds->nkeys = conf->ndkim;
 	for (i = 0; i < conf->ndkim; i++) {
 		d = &conf->dkim[i];
-		if (dkimsign_load_key(ds, conf, d, &ds->keys[i], errs) == -1)
+		if (dkimsign_load_key(conf, d, &ds->keys[i], errs) == -1)
 			continue;
 		if (dkimsign_probe(ds, i, err, sizeof(err)) == -1)
 			conf_errors_add(errs, false,
 			    dkimsign_conf_file(conf, d), d->line,
-			    "dkim key %s: libopendkim cannot sign with it: %s",
+			    "dkim key %s: cannot sign with it: %s",
 			    d->key, err);
 	}
 	if (errs->nerrors > nerr)
@@ -354,6 +365,7 @@ dkimsign_free(struct dkimsign *ds)
 		if (k->pem != NULL)
 			OPENSSL_cleanse(k->pem, k->pemlen);
 		free(k->pem);
+		EVP_PKEY_free(k->ed);
 		free(k->domain);
 		free(k->selector);
 	}
@@ -506,9 +518,20 @@ dkimsign_error(DKIM *h, const struct dkimsign_key *k, const char *what,
 	    what, e != NULL ? e : "unknown error");
 }
 
+/* A failed OpenSSL step of an Ed25519 signature, with OpenSSL's reason. */
+static void
+dkimsign_ed_error(const struct dkimsign_key *k, const char *what, char *err,
+    size_t errlen)
+{
+	char	ebuf[512];
+
+	snprintf(err, errlen, "d=%s s=%s: %s: %s", k->domain, k->selector,
+	    what, tls_errstr(ebuf, sizeof(ebuf)));
+}
+
 /*
- * A header field from libopendkim goes on the wire as is: insist on CRLF
- * line ends only, no NUL, and lines within RFC 5322's 998 octets.
+ * A header field goes on the wire as is: insist on CRLF line ends only, no
+ * NUL, and lines within RFC 5322's 998 octets.
  */
 static bool
 dkimsign_field_is_sane(const u_char *s, size_t len, size_t initial)
@@ -531,60 +554,251 @@ dkimsign_field_is_sane(const u_char *s, size_t len, size_t initial)
 	return (true);
 }
 
-/* Hand one header field (no trailing CRLF) to every handle. */
-static int
-dkimsign_feed_field(DKIM **h, struct dkimsign_key **k, size_t n, u_char *f,
-    size_t len, char *err, size_t errlen)
-{
-	DKIM_STAT	st;
-	size_t		i;
+/* A growing NUL-terminated string, for the fields we build. */
+struct dkimsign_str {
+	char	*s;
+	size_t	 len;
+	size_t	 cap;
+};
 
-	for (i = 0; i < n; i++) {
-		if ((st = dkim_header(h[i], f, len)) != DKIM_STAT_OK) {
-			dkimsign_error(h[i], k[i], "header field", st, err,
-			    errlen);
-			return (-1);
-		}
+static void
+dkimsign_str_add(struct dkimsign_str *b, const char *p, size_t n)
+{
+	if (b->s == NULL || b->cap - b->len <= n) {
+		while (b->cap - b->len <= n)
+			b->cap = b->cap == 0 ? 256 : b->cap * 2;
+		b->s = xreallocarray(b->s, b->cap, 1);
 	}
-	return (0);
+	memcpy(b->s + b->len, p, n);
+	b->len += n;
+	b->s[b->len] = '\0';
+}
+
+static void
+dkimsign_str_adds(struct dkimsign_str *b, const char *p)
+{
+	dkimsign_str_add(b, p, strlen(p));
 }
 
 /*
- * Whether a field is one we sign.  Only those reach libopendkim: the others
- * do not enter the signature anyway (relaxed header canonicalisation hashes
- * only the fields named in h=), and this keeps fields we do not sign, such
- * as a hostile DKIM-Signature: from the submitter, away from the library's
- * tag parser (FZ-10, OpenDKIM #433).  RFC 5322 4.5 allows blanks before
- * the colon.
+ * Canonical text on its way into a SHA-256, gathered so that the
+ * octet-at-a-time canonicalisers below do not call the digest per octet.
+ * A failed update is remembered and reported by the caller.
  */
-static bool
-dkimsign_field_is_signed(const char *f, size_t len)
+struct dkimsign_sink {
+	EVP_MD_CTX	*md;		/* borrowed */
+	bool		 failed;
+	size_t		 n;
+	u_char		 buf[DKIMSIGN_SINKBUF];
+};
+
+static void
+dkimsign_sink_flush(struct dkimsign_sink *sk)
+{
+	if (sk->n > 0 && EVP_DigestUpdate(sk->md, sk->buf, sk->n) != 1)
+		sk->failed = true;
+	sk->n = 0;
+}
+
+static inline void
+dkimsign_sink_put(struct dkimsign_sink *sk, u_char c)
+{
+	if (sk->n == sizeof(sk->buf))
+		dkimsign_sink_flush(sk);
+	sk->buf[sk->n++] = c;
+}
+
+static void
+dkimsign_sink_crlf(struct dkimsign_sink *sk)
+{
+	dkimsign_sink_put(sk, '\r');
+	dkimsign_sink_put(sk, '\n');
+}
+
+/*
+ * Relaxed header canonicalisation (RFC 6376 3.4.2) of one field as it is
+ * in the message, folds included, without the CRLF that ends it; namelen
+ * is the name's length without blanks before the colon.  Out: the name in
+ * lower case, ':', the value unfolded (CRLF removed) with every run of SP
+ * and HTAB made one SP and none left at either end, then CRLF when crlf
+ * (the DKIM-Signature field being signed has none, RFC 6376 3.7).  Only
+ * SP and HTAB are blanks (RFC 5234 WSP); other octets, 8-bit included,
+ * pass as they are.
+ */
+static void
+dkimsign_canon_field(struct dkimsign_sink *sk, const char *f, size_t len,
+    size_t namelen, bool crlf)
+{
+	const char	*colon;
+	size_t		 i;
+	bool		 wsp = false, text = false;
+	u_char		 c;
+
+	for (i = 0; i < namelen; i++) {
+		c = (u_char)f[i];
+		dkimsign_sink_put(sk, c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+	}
+	dkimsign_sink_put(sk, ':');
+	colon = memchr(f, ':', len);
+	for (i = colon != NULL ? (size_t)(colon - f) + 1 : len; i < len; i++) {
+		c = (u_char)f[i];
+		if (c == '\r' && i + 1 < len && f[i + 1] == '\n') {
+			i++;
+			continue;
+		}
+		if (c == ' ' || c == '\t') {
+			wsp = true;
+			continue;
+		}
+		if (wsp && text)
+			dkimsign_sink_put(sk, ' ');
+		wsp = false;
+		text = true;
+		dkimsign_sink_put(sk, c);
+	}
+	if (crlf)
+		dkimsign_sink_crlf(sk);
+}
+
+/*
+ * Relaxed body canonicalisation (RFC 6376 3.4.4), streamed: blanks at the
+ * end of a line are dropped, other runs of SP and HTAB become one SP,
+ * empty lines are held back and written only when a line with text
+ * follows, so empty lines at the end count for nothing and a body of
+ * nothing but empty lines canonicalises to nothing (as dkimpy does).  Only
+ * CRLF ends a line; a CR and its LF may come in different chunks.  The
+ * whole state between chunks is in this struct.
+ */
+struct dkimsign_body {
+	struct dkimsign_sink	 sink;
+	uint64_t		 nblank;	/* empty lines held back */
+	bool			 wsp;	/* blanks seen, not yet written */
+	bool			 cr;	/* the last octet was a CR */
+	bool			 text;	/* this line has text written */
+};
+
+/* Text (anything but a blank or a line end) in the body. */
+static void
+dkimsign_body_text(struct dkimsign_body *bc, u_char c)
+{
+	for (; bc->nblank > 0; bc->nblank--)
+		dkimsign_sink_crlf(&bc->sink);
+	if (bc->wsp)
+		dkimsign_sink_put(&bc->sink, ' ');
+	bc->wsp = false;
+	bc->text = true;
+	dkimsign_sink_put(&bc->sink, c);
+}
+
+static void
+dkimsign_body_feed(struct dkimsign_body *bc, const u_char *p, size_t len)
+{
+	size_t	i;
+	u_char	c;
+
+	for (i = 0; i < len; i++) {
+		c = p[i];
+		if (bc->cr) {
+			bc->cr = false;
+			if (c == '\n') {
+				/* End of line: trailing blanks go. */
+				bc->wsp = false;
+				if (bc->text)
+					dkimsign_sink_crlf(&bc->sink);
+				else
+					bc->nblank++;
+				bc->text = false;
+				continue;
+			}
+			dkimsign_body_text(bc, '\r');
+		}
+		if (c == '\r')
+			bc->cr = true;
+		else if (c == ' ' || c == '\t')
+			bc->wsp = true;
+		else
+			dkimsign_body_text(bc, c);
+	}
+}
+
+/*
+ * The end of the body.  The caller has already fed the CRLF the client
+ * adds to a body that lacks one; ending a line with text here anyway
+ * keeps RFC 6376 3.4.4 ("a CRLF is added") true on its own.
+ */
+static void
+dkimsign_body_end(struct dkimsign_body *bc)
+{
+	if (bc->cr) {
+		bc->cr = false;
+		dkimsign_body_text(bc, '\r');
+	}
+	if (bc->text)
+		dkimsign_sink_crlf(&bc->sink);
+	bc->text = false;
+	dkimsign_sink_flush(&bc->sink);
+}
+
+/* A header field that we sign: where it is in the header section. */
+struct dkimsign_field {
+	size_t	 off;
+	size_t	 len;		/* without the CRLF that ends it */
+	size_t	 namelen;	/* as written, blanks before the colon left
+				 * out */
+	size_t	 name;		/* index in dkimsign_signhdrs */
+	size_t	 rank;		/* fields of that name above this one */
+};
+
+#define DKIMSIGN_NNAMES	(nitems(dkimsign_signhdrs) - 1)
+
+/*
+ * Which of the names we sign a field has: its index in dkimsign_signhdrs,
+ * or -1.  Only those fields are signed, and only those reach libopendkim:
+ * the others do not enter a signature anyway (relaxed header
+ * canonicalisation hashes only the fields named in h=), and this keeps
+ * fields we do not sign, such as a hostile DKIM-Signature: from the
+ * submitter, away from libopendkim's tag parser (FZ-10, OpenDKIM #433).
+ * RFC 5322 4.5 allows blanks before the colon.
+ */
+static int
+dkimsign_field_name(const char *f, size_t len, size_t *namelenp)
 {
 	const char	*colon;
 	size_t		 i, n;
 
 	if ((colon = memchr(f, ':', len)) == NULL)
-		return (false);
+		return (-1);
 	n = (size_t)(colon - f);
 	while (n > 0 && (f[n - 1] == ' ' || f[n - 1] == '\t'))
 		n--;
 	for (i = 0; dkimsign_signhdrs[i] != NULL; i++) {
 		if (strlen(dkimsign_signhdrs[i]) == n &&
-		    strncasecmp(f, dkimsign_signhdrs[i], n) == 0)
-			return (true);
+		    strncasecmp(f, dkimsign_signhdrs[i], n) == 0) {
+			*namelenp = n;
+			return ((int)i);
+		}
 	}
-	return (false);
+	return (-1);
 }
 
-/* Split the header section into fields, unfolding nothing: libopendkim
- * canonicalises them itself. */
-static int
-dkimsign_feed_header(DKIM **h, struct dkimsign_key **k, size_t n,
-    struct dkimsign_msg *m, char *err, size_t errlen)
+/*
+ * Split the header section into fields (a field goes on while the next
+ * line starts with a blank) and keep those we sign, in message order;
+ * nothing is unfolded: each signer canonicalises for itself.  Returns the
+ * count; *fp is malloc'd (NULL when none).
+ */
+static size_t
+dkimsign_split_header(const struct dkimsign_msg *m,
+    struct dkimsign_field **fp)
 {
-	char	*b = m->hbuf, *e;
-	size_t	 start, p = 0, end, next;
+	struct dkimsign_field	*f = NULL;
+	const char		*b = m->hbuf, *e;
+	size_t			 count[DKIMSIGN_NNAMES];
+	size_t			 start, p = 0, end, next, nf = 0, cap = 0;
+	size_t			 namelen = 0;
+	int			 name;
 
+	memset(count, 0, sizeof(count));
 	while (p < m->hdrlen) {
 		start = p;
 		for (;;) {
@@ -600,14 +814,252 @@ dkimsign_feed_header(DKIM **h, struct dkimsign_key **k, size_t n,
 			next = p;
 			break;
 		}
-		if (end > start &&
-		    dkimsign_field_is_signed(b + start, end - start) &&
-		    dkimsign_feed_field(h, k, n, (u_char *)b + start,
-		    end - start, err, errlen) == -1)
-			return (-1);
 		p = next;
+		if (end == start || (name = dkimsign_field_name(b + start,
+		    end - start, &namelen)) == -1)
+			continue;
+		if (nf == cap) {
+			cap = cap == 0 ? 16 : cap * 2;
+			f = xreallocarray(f, cap, sizeof(*f));
+		}
+		f[nf].off = start;
+		f[nf].len = end - start;
+		f[nf].namelen = namelen;
+		f[nf].name = (size_t)name;
+		f[nf].rank = count[name]++;
+		nf++;
+	}
+	*fp = f;
+	return (nf);
+}
+
+/* Hand the signed header fields to every libopendkim handle. */
+static int
+dkimsign_feed_header(DKIM **h, struct dkimsign_key **k, size_t n,
+    const struct dkimsign_msg *m, const struct dkimsign_field *f, size_t nf,
+    char *err, size_t errlen)
+{
+	DKIM_STAT	st;
+	size_t		i, j;
+
+	for (j = 0; j < nf; j++) {
+		for (i = 0; i < n; i++) {
+			st = dkim_header(h[i], (u_char *)m->hbuf + f[j].off,
+			    f[j].len);
+			if (st != DKIM_STAT_OK) {
+				dkimsign_error(h[i], k[i], "header field", st,
+				    err, errlen);
+				return (-1);
+			}
+		}
 	}
 	return (0);
+}
+
+/*
+ * The part of the header hash that all our Ed25519 signatures of a message
+ * share, into md, and their h= list into hl.  h= names the signed fields
+ * in message order as libopendkim does, then "from" once more (over-signing).
+ * A verifier takes the k-th occurrence of a name in h= to mean the k-th
+ * field of that name counted from the bottom (RFC 6376 5.4.2), so that is
+ * the field hashed there; the extra "from" finds no field and adds nothing.
+ * Linear in the number of fields, however many share a name.
+ */
+static int
+dkimsign_ed_header(const struct dkimsign_msg *m,
+    const struct dkimsign_field *f, size_t nf, EVP_MD_CTX *md,
+    struct dkimsign_str *hl)
+{
+	struct dkimsign_sink	*sk;
+	size_t			 count[DKIMSIGN_NNAMES];
+	size_t			 first[DKIMSIGN_NNAMES];
+	size_t			 fill[DKIMSIGN_NNAMES];
+	size_t			*byname, i, x, fi, total = 0;
+	bool			 failed;
+
+	memset(count, 0, sizeof(count));
+	for (i = 0; i < nf; i++)
+		count[f[i].name]++;
+	for (x = 0; x < DKIMSIGN_NNAMES; x++) {
+		first[x] = fill[x] = total;
+		total += count[x];
+	}
+	/* byname[first[x] + r]: the field of name x with rank r. */
+	byname = xcalloc(nf > 0 ? nf : 1, sizeof(*byname));
+	for (i = 0; i < nf; i++)
+		byname[fill[f[i].name]++] = i;
+
+	sk = xcalloc(1, sizeof(*sk));
+	sk->md = md;
+	for (i = 0; i < nf; i++) {
+		x = f[i].name;
+		fi = byname[first[x] + count[x] - 1 - f[i].rank];
+		dkimsign_canon_field(sk, m->hbuf + f[fi].off, f[fi].len,
+		    f[fi].namelen, true);
+		dkimsign_str_add(hl, m->hbuf + f[i].off, f[i].namelen);
+		dkimsign_str_add(hl, ":", 1);
+	}
+	dkimsign_str_adds(hl, dkimsign_oversignhdrs[0]);
+	dkimsign_sink_flush(sk);
+	failed = sk->failed;
+	free(sk);
+	free(byname);
+	return (failed ? -1 : 0);
+}
+
+/*
+ * Append one tag of our DKIM-Signature field, on the current line when it
+ * fits within DKIMSIGN_FOLD with the ';' after it, else on a new line
+ * (CRLF TAB), the way libopendkim folds.
+ */
+static void
+dkimsign_fold_tag(struct dkimsign_str *b, size_t *col, const char *tag,
+    bool first)
+{
+	size_t	n = strlen(tag);
+
+	if (!first) {
+		if (*col + 1 + n + 1 > DKIMSIGN_FOLD) {
+			dkimsign_str_adds(b, "\r\n\t");
+			*col = DKIMSIGN_TABCOL;
+		} else {
+			dkimsign_str_add(b, " ", 1);
+			(*col)++;
+		}
+	}
+	dkimsign_str_add(b, tag, n);
+	*col += n;
+}
+
+/*
+ * h=: whole on the current line if it fits, else from a new line, folded
+ * after a ':' (CRLF TAB SP) where the next name would pass the margin.
+ * The folds are part of what is signed: the field is canonicalised as
+ * sent, where each fold becomes one SP.
+ */
+static void
+dkimsign_fold_h(struct dkimsign_str *b, size_t *col, const char *list)
+{
+	const char	*p, *e;
+	size_t		 n;
+
+	if (*col + 1 + 2 + strlen(list) + 1 <= DKIMSIGN_FOLD) {
+		dkimsign_str_add(b, " h=", 3);
+		dkimsign_str_adds(b, list);
+		*col += 3 + strlen(list);
+		return;
+	}
+	dkimsign_str_adds(b, "\r\n\th=");
+	*col = DKIMSIGN_TABCOL + 2;
+	for (p = list; ; p = e + 1) {
+		e = strchr(p, ':');
+		n = e != NULL ? (size_t)(e - p) : strlen(p);
+		if (p != list && *col + n + 1 > DKIMSIGN_FOLD) {
+			dkimsign_str_adds(b, "\r\n\t ");
+			*col = DKIMSIGN_TABCOL + 1;
+		}
+		dkimsign_str_add(b, p, n);
+		*col += n;
+		if (e == NULL)
+			break;
+		dkimsign_str_add(b, ":", 1);
+		(*col)++;
+	}
+}
+
+/*
+ * One ed25519-sha256 DKIM-Signature field (RFC 8463), CRLF-terminated, or
+ * NULL with err.  The tags are libopendkim's, in its order; b= starts a
+ * line of its own.  hdr holds the hash of the signed fields so far; the
+ * field itself, canonicalised with b= empty and no CRLF, completes it
+ * (RFC 6376 3.7), and the 32-octet SHA-256 is signed with PureEdDSA
+ * (RFC 8463 3: Ed25519 over the hash, not Ed25519ph).
+ */
+static char *
+dkimsign_ed_sign(const struct dkimsign_key *k, const EVP_MD_CTX *hdr,
+    const char *bh, const char *hlist, time_t now, char *err, size_t errlen)
+{
+	struct dkimsign_str	 b;
+	struct dkimsign_sink	*sk = NULL;
+	EVP_MD_CTX		*md = NULL, *sc = NULL;
+	u_char			 hash[EVP_MAX_MD_SIZE], sig[64];
+	char			 tag[SMTP_DOMAIN_MAX + 16], b64[128];
+	char			*res = NULL;
+	size_t			 col, siglen = sizeof(sig), i;
+	unsigned int		 hashlen = 0;
+	int			 n;
+
+	memset(&b, 0, sizeof(b));
+	dkimsign_str_adds(&b, DKIMSIGN_FIELDNAME ": ");
+	col = strlen(DKIMSIGN_FIELDNAME) + 2;
+	dkimsign_fold_tag(&b, &col, "v=1;", true);
+	dkimsign_fold_tag(&b, &col, "a=ed25519-sha256;", false);
+	dkimsign_fold_tag(&b, &col, "c=relaxed/relaxed;", false);
+	n = snprintf(tag, sizeof(tag), "d=%s;", k->domain);
+	if (n < 0 || (size_t)n >= sizeof(tag))
+		goto toolong;
+	dkimsign_fold_tag(&b, &col, tag, false);
+	n = snprintf(tag, sizeof(tag), "s=%s;", k->selector);
+	if (n < 0 || (size_t)n >= sizeof(tag))
+		goto toolong;
+	dkimsign_fold_tag(&b, &col, tag, false);
+	snprintf(tag, sizeof(tag), "t=%lld;", (long long)now);
+	dkimsign_fold_tag(&b, &col, tag, false);
+	snprintf(tag, sizeof(tag), "bh=%s;", bh);
+	dkimsign_fold_tag(&b, &col, tag, false);
+	dkimsign_fold_h(&b, &col, hlist);
+	dkimsign_str_adds(&b, ";\r\n\tb=");
+	col = DKIMSIGN_TABCOL + 2;
+
+	ERR_clear_error();
+	sk = xcalloc(1, sizeof(*sk));
+	if ((md = EVP_MD_CTX_new()) == NULL ||
+	    EVP_MD_CTX_copy_ex(md, hdr) != 1) {
+		dkimsign_ed_error(k, "header hash", err, errlen);
+		goto done;
+	}
+	sk->md = md;
+	dkimsign_canon_field(sk, b.s, b.len, strlen(DKIMSIGN_FIELDNAME),
+	    false);
+	dkimsign_sink_flush(sk);
+	if (sk->failed || EVP_DigestFinal_ex(md, hash, &hashlen) != 1) {
+		dkimsign_ed_error(k, "header hash", err, errlen);
+		goto done;
+	}
+	if ((sc = EVP_MD_CTX_new()) == NULL ||
+	    EVP_DigestSignInit(sc, NULL, NULL, NULL, k->ed) != 1 ||
+	    EVP_DigestSign(sc, sig, &siglen, hash, hashlen) != 1) {
+		dkimsign_ed_error(k, "Ed25519 signature", err, errlen);
+		goto done;
+	}
+	EVP_EncodeBlock((u_char *)b64, sig, (int)siglen);
+	for (i = 0; b64[i] != '\0'; i++) {
+		if (col >= DKIMSIGN_FOLD) {
+			dkimsign_str_adds(&b, "\r\n\t ");
+			col = DKIMSIGN_TABCOL + 1;
+		}
+		dkimsign_str_add(&b, b64 + i, 1);
+		col++;
+	}
+	dkimsign_str_adds(&b, "\r\n");
+	if (!dkimsign_field_is_sane((u_char *)b.s, b.len, 0)) {
+		snprintf(err, errlen, "d=%s s=%s: made a malformed header "
+		    "field", k->domain, k->selector);
+		goto done;
+	}
+	res = b.s;
+	b.s = NULL;
+	goto done;
+toolong:
+	snprintf(err, errlen, "d=%s s=%s: too long for a tag", k->domain,
+	    k->selector);
+done:
+	OPENSSL_cleanse(hash, sizeof(hash));
+	EVP_MD_CTX_free(sc);
+	EVP_MD_CTX_free(md);
+	free(sk);
+	free(b.s);
+	return (res);
 }
 
 /* The last two body octets fed, to tell whether the body ends in CRLF. */
@@ -616,9 +1068,11 @@ struct dkimsign_tail {
 	u_char		 c[2];
 };
 
+/* Body octets to every libopendkim handle and to our Ed25519 hash. */
 static int
-dkimsign_feed_body(DKIM **h, struct dkimsign_key **k, size_t n, u_char *buf,
-    size_t len, struct dkimsign_tail *t, char *err, size_t errlen)
+dkimsign_feed_body(DKIM **h, struct dkimsign_key **k, size_t n,
+    struct dkimsign_body *bc, u_char *buf, size_t len,
+    struct dkimsign_tail *t, char *err, size_t errlen)
 {
 	DKIM_STAT	st;
 	size_t		i;
@@ -639,12 +1093,48 @@ dkimsign_feed_body(DKIM **h, struct dkimsign_key **k, size_t n, u_char *buf,
 			return (-1);
 		}
 	}
+	if (bc != NULL)
+		dkimsign_body_feed(bc, buf, len);
 	return (0);
+}
+
+/* The RSA signature of handle h as a CRLF-terminated field, or NULL. */
+static char *
+dkimsign_rsa_field(DKIM *h, const struct dkimsign_key *k, char *err,
+    size_t errlen)
+{
+	DKIM_STAT	 st;
+	u_char		*sig = NULL;
+	char		*res;
+	size_t		 siglen = 0;
+	size_t		 initial = strlen(DKIMSIGN_FIELDNAME) + 2;
+
+	if ((st = dkim_eom(h, NULL)) != DKIM_STAT_OK) {
+		dkimsign_error(h, k, "end of message", st, err, errlen);
+		return (NULL);
+	}
+	st = dkim_getsighdr_d(h, initial, &sig, &siglen);
+	if (st != DKIM_STAT_OK || sig == NULL) {
+		dkimsign_error(h, k, "signature", st, err, errlen);
+		return (NULL);
+	}
+	if (!dkimsign_field_is_sane(sig, siglen, initial)) {
+		snprintf(err, errlen, "d=%s s=%s: libopendkim made a malformed "
+		    "header field", k->domain, k->selector);
+		return (NULL);
+	}
+	/* "DKIM-Signature: " value CRLF, NUL */
+	res = xmalloc(initial + siglen + 3);
+	memcpy(res, DKIMSIGN_FIELDNAME ": ", initial);
+	memcpy(res + initial, sig, siglen);
+	memcpy(res + initial + siglen, "\r\n", 3);
+	return (res);
 }
 
 /*
  * Sign with the keys chosen by the From: domain, or with key *only.  One
- * pass over the message feeds every handle, so two signatures cost one
+ * pass over the message feeds every libopendkim handle and the one body
+ * hash that all Ed25519 signatures share, so several signatures cost one
  * read of a large body.  1, 0 (nothing to sign) or -1.
  */
 static int
@@ -654,15 +1144,21 @@ dkimsign_sign(struct dkimsign *ds, const struct dkimsign_src *src,
 	struct smtp_data_hdrinfo	 hi;
 	struct dkimsign_msg		 m;
 	struct dkimsign_tail		 tail;
+	struct dkimsign_field		*f = NULL;
+	struct dkimsign_body		*bc = NULL;
+	struct dkimsign_str		 hl, res;
 	struct dkimsign_key		**k = NULL;
+	EVP_MD_CTX			*hdrmd = NULL, *bodymd = NULL;
 	DKIM				**h = NULL;
 	DKIM_STAT			 st;
-	u_char				*sig, *chunk = NULL;
-	char				*res = NULL;
-	size_t				*sel = NULL, nsel = 0, i, siglen;
-	size_t				 reslen = 0;
-	size_t				 initial = strlen(DKIM_SIGNHEADER) + 2;
+	u_char				*chunk = NULL;
+	u_char				 bhash[EVP_MAX_MD_SIZE];
+	char				**fields = NULL, bh[64], ebuf[512];
+	size_t				*sel = NULL, *hsel = NULL, nsel = 0;
+	size_t				 nrsa = 0, ned = 0, nf, i;
+	unsigned int			 bhlen = 0;
 	uint64_t			 pos;
+	time_t				 now;
 	int				 r = -1;
 
 	*out = NULL;
@@ -671,6 +1167,8 @@ dkimsign_sign(struct dkimsign *ds, const struct dkimsign_src *src,
 	if (ds == NULL || ds->nkeys == 0 || src->len == 0)
 		return (0);
 	memset(&m, 0, sizeof(m));
+	memset(&hl, 0, sizeof(hl));
+	memset(&res, 0, sizeof(res));
 	/* libopendkim reads OpenSSL's per-thread queue for its messages. */
 	ERR_clear_error();
 	if (dkimsign_read_header(src, &m, err, errlen) == -1)
@@ -688,34 +1186,58 @@ dkimsign_sign(struct dkimsign *ds, const struct dkimsign_src *src,
 			goto done;
 		}
 	}
+	nf = dkimsign_split_header(&m, &f);
 
+	/* libopendkim handles for RSA keys; hsel[j]: handle j's sel slot. */
 	h = xcalloc(nsel, sizeof(*h));
 	k = xcalloc(nsel, sizeof(*k));
+	hsel = xcalloc(nsel, sizeof(*hsel));
+	fields = xcalloc(nsel, sizeof(*fields));
 	for (i = 0; i < nsel; i++) {
-		k[i] = &ds->keys[sel[i]];
+		if (ds->keys[sel[i]].ed != NULL) {
+			ned++;
+			continue;
+		}
+		k[nrsa] = &ds->keys[sel[i]];
+		hsel[nrsa] = i;
 		st = DKIM_STAT_OK;
-		h[i] = dkim_sign(ds->lib, (const u_char *)"postern", NULL,
-		    (dkim_sigkey_t)k[i]->pem, (const u_char *)k[i]->selector,
-		    (const u_char *)k[i]->domain, DKIM_CANON_RELAXED,
-		    DKIM_CANON_RELAXED, k[i]->alg, -1, &st);
-		if (h[i] == NULL) {
-			dkimsign_error(NULL, k[i], "dkim_sign", st, err,
+		h[nrsa] = dkim_sign(ds->lib, (const u_char *)"postern", NULL,
+		    (dkim_sigkey_t)k[nrsa]->pem,
+		    (const u_char *)k[nrsa]->selector,
+		    (const u_char *)k[nrsa]->domain, DKIM_CANON_RELAXED,
+		    DKIM_CANON_RELAXED, k[nrsa]->alg, -1, &st);
+		if (h[nrsa] == NULL) {
+			dkimsign_error(NULL, k[nrsa], "dkim_sign", st, err,
 			    errlen);
 			goto done;
 		}
+		nrsa++;
 	}
-
-	if (dkimsign_feed_header(h, k, nsel, &m, err, errlen) == -1)
+	if (dkimsign_feed_header(h, k, nrsa, &m, f, nf, err, errlen) == -1)
 		goto done;
-	for (i = 0; i < nsel; i++) {
+	for (i = 0; i < nrsa; i++) {
 		if ((st = dkim_eoh(h[i])) != DKIM_STAT_OK) {
 			dkimsign_error(h[i], k[i], "end of header", st, err,
 			    errlen);
 			goto done;
 		}
 	}
+	if (ned > 0) {
+		bc = xcalloc(1, sizeof(*bc));
+		if ((hdrmd = EVP_MD_CTX_new()) == NULL ||
+		    (bodymd = EVP_MD_CTX_new()) == NULL ||
+		    EVP_DigestInit_ex(hdrmd, EVP_sha256(), NULL) != 1 ||
+		    EVP_DigestInit_ex(bodymd, EVP_sha256(), NULL) != 1 ||
+		    dkimsign_ed_header(&m, f, nf, hdrmd, &hl) == -1) {
+			snprintf(err, errlen, "Ed25519 header hash: %s",
+			    tls_errstr(ebuf, sizeof(ebuf)));
+			goto done;
+		}
+		bc->sink.md = bodymd;
+	}
+
 	memset(&tail, 0, sizeof(tail));
-	if (m.have > m.body && dkimsign_feed_body(h, k, nsel,
+	if (m.have > m.body && dkimsign_feed_body(h, k, nrsa, bc,
 	    (u_char *)m.hbuf + m.body, m.have - (size_t)m.body, &tail, err,
 	    errlen) == -1)
 		goto done;
@@ -727,7 +1249,7 @@ dkimsign_sign(struct dkimsign *ds, const struct dkimsign_src *src,
 		    (size_t)(src->len - pos);
 		if (dkimsign_read(src, pos, (char *)chunk, i, err,
 		    errlen) == -1 ||
-		    dkimsign_feed_body(h, k, nsel, chunk, i, &tail, err,
+		    dkimsign_feed_body(h, k, nrsa, bc, chunk, i, &tail, err,
 		    errlen) == -1)
 			goto done;
 		pos += i;
@@ -738,51 +1260,60 @@ dkimsign_sign(struct dkimsign *ds, const struct dkimsign_src *src,
 	 * instead refuses such a body, so sign what is sent.
 	 */
 	if (tail.n > 0 && (tail.c[0] != '\r' || tail.c[1] != '\n') &&
-	    dkimsign_feed_body(h, k, nsel, dkimsign_crlf, 2, &tail,
+	    dkimsign_feed_body(h, k, nrsa, bc, dkimsign_crlf, 2, &tail,
 	    err, errlen) == -1)
 		goto done;
 
-	for (i = 0; i < nsel; i++) {
-		if ((st = dkim_eom(h[i], NULL)) != DKIM_STAT_OK) {
-			dkimsign_error(h[i], k[i], "end of message", st, err,
-			    errlen);
+	for (i = 0; i < nrsa; i++) {
+		if ((fields[hsel[i]] = dkimsign_rsa_field(h[i], k[i], err,
+		    errlen)) == NULL)
 			goto done;
-		}
-		sig = NULL;
-		siglen = 0;
-		st = dkim_getsighdr_d(h[i], initial, &sig, &siglen);
-		if (st != DKIM_STAT_OK || sig == NULL) {
-			dkimsign_error(h[i], k[i], "signature", st, err,
-			    errlen);
-			goto done;
-		}
-		if (!dkimsign_field_is_sane(sig, siglen, initial)) {
-			snprintf(err, errlen, "d=%s s=%s: libopendkim made a "
-			    "malformed header field", k[i]->domain,
-			    k[i]->selector);
-			goto done;
-		}
-		/* "DKIM-Signature: " value CRLF, NUL */
-		res = xreallocarray(res, 1, reslen + initial + siglen + 3);
-		memcpy(res + reslen, DKIM_SIGNHEADER ": ", initial);
-		memcpy(res + reslen + initial, sig, siglen);
-		memcpy(res + reslen + initial + siglen, "\r\n", 3);
-		reslen += initial + siglen + 2;
 	}
-	*out = res;
-	res = NULL;
+	if (ned > 0) {
+		dkimsign_body_end(bc);
+		if (bc->sink.failed ||
+		    EVP_DigestFinal_ex(bodymd, bhash, &bhlen) != 1) {
+			snprintf(err, errlen, "Ed25519 body hash: %s",
+			    tls_errstr(ebuf, sizeof(ebuf)));
+			goto done;
+		}
+		EVP_EncodeBlock((u_char *)bh, bhash, (int)bhlen);
+		now = time(NULL);
+		for (i = 0; i < nsel; i++) {
+			if (ds->keys[sel[i]].ed == NULL)
+				continue;
+			fields[i] = dkimsign_ed_sign(&ds->keys[sel[i]], hdrmd,
+			    bh, hl.s, now, err, errlen);
+			if (fields[i] == NULL)
+				goto done;
+		}
+	}
+	/* In configuration order, whoever made them. */
+	for (i = 0; i < nsel; i++)
+		dkimsign_str_adds(&res, fields[i]);
+	*out = res.s;
+	res.s = NULL;
 	r = 1;
 done:
-	if (h != NULL) {
+	for (i = 0; i < nrsa; i++)
+		if (h[i] != NULL)
+			dkim_free(h[i]);
+	if (fields != NULL) {
 		for (i = 0; i < nsel; i++)
-			if (h[i] != NULL)
-				dkim_free(h[i]);
+			free(fields[i]);
 	}
+	free(fields);
 	free(h);
 	free(k);
+	free(hsel);
 	free(sel);
+	free(f);
+	free(bc);
+	EVP_MD_CTX_free(hdrmd);
+	EVP_MD_CTX_free(bodymd);
 	free(chunk);
-	free(res);
+	free(hl.s);
+	free(res.s);
 	free(m.hbuf);
 	return (r);
 }

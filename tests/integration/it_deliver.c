@@ -944,8 +944,8 @@ Test(it_deliver, stats_after_deliveries, .timeout = IT_TIMEOUT)
  * Crash safety.
  */
 
-#define IT_CRASH_N	200
-#define IT_CRASH_POOL	5
+#define IT_CRASH_N	500
+#define IT_CRASH_POOL	10
 
 Test(it_deliver, sigkill_during_delivery_loses_nothing,
     .timeout = IT_TIMEOUT)

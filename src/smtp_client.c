@@ -28,6 +28,8 @@
 
 #include <sys/types.h>
 #include <sys/socket.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 
 #include <netdb.h>
 #include <errno.h>
@@ -548,6 +550,13 @@ smtp_client_connect(struct smtp_client *s)
 		smtp_client_res_local(&res, SMTPC_TEMPFAIL, "4.4.1", "CONNECT",
 		    "connect to %s: %s", s->peer, strerror(errno));
 		goto fail;
+	}
+	{
+		/* Small commands, each waited for: no Nagle delays. */
+		int	on = 1;
+
+		(void)setsockopt(bufferevent_getfd(s->bev), IPPROTO_TCP,
+		    TCP_NODELAY, &on, sizeof(on));
 	}
 	return;
 fail:

@@ -34,6 +34,7 @@
 
 #include <sys/socket.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <arpa/inet.h>
 
 #include <event2/buffer.h>
@@ -1762,6 +1763,17 @@ smtp_server_accept(int fd, const struct sockaddr *sa, socklen_t salen,
 		return;
 	}
 
+	/*
+	 * Replies are small and every one is waited for: without NODELAY,
+	 * Nagle and delayed ACKs add tens of milliseconds per command on a
+	 * connection the client keeps for several messages.
+	 */
+	{
+		int	on = 1;
+
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on,
+		    sizeof(on));
+	}
 	s = xcalloc(1, sizeof(*s));
 	s->id = smtp_server_next_id++;
 	s->fd = fd;

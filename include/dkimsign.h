@@ -1,7 +1,8 @@
 /*
  * dkimsign.h: DKIM signing of outgoing mail (SPEC section 2 "dkim", RFC
- * 6376, RFC 8463; doc/dkim.md): rsa-sha256 with libopendkim,
- * ed25519-sha256 with our own code on OpenSSL.
+ * 6376, RFC 8463; doc/dkim.md): rsa-sha256 and ed25519-sha256 made with
+ * OpenSSL from keys parsed once, each RSA key's output proven identical to
+ * libopendkim's at load.
  *
  * A struct dkimsign holds the keys of one configuration snapshot, loaded
  * and checked when the snapshot is built (posternd -n, start, SIGHUP).
@@ -14,8 +15,10 @@
 
 #include <sys/types.h>
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 struct conf;
 struct conf_errors;
@@ -49,6 +52,17 @@ int		 dkimsign_sign_fd(struct dkimsign *, int fd, off_t offset,
 /* The same over a message in memory (tests, fuzzing). */
 int		 dkimsign_sign_buf(struct dkimsign *, const char *msg,
 		    size_t len, char **out, char *err, size_t errlen);
+/*
+ * The same at a fixed time t (t= tag; 0: now), and with odkim every RSA
+ * key signed by libopendkim instead of by postern: the tests compare the
+ * two, as dkimsign_new() does for each RSA key with a fixed message.
+ */
+int		 dkimsign_sign_buf_at(struct dkimsign *, const char *msg,
+		    size_t len, time_t t, bool odkim, char **out, char *err,
+		    size_t errlen);
+/* Whether key i (configuration order) is signed by postern, not by
+ * libopendkim (only when the load-time comparison failed). */
+bool		 dkimsign_key_native(const struct dkimsign *, size_t i);
 /* The number of keys loaded (conf->ndkim). */
 size_t		 dkimsign_count(const struct dkimsign *);
 

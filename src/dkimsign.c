@@ -1,16 +1,23 @@
 /*
  * dkimsign.c: DKIM signing (SPEC section 2 "dkim", RFC 6376; the
- * decisions are in doc/dkim.md).  rsa-sha256 signatures are made by
- * libopendkim; ed25519-sha256 signatures (RFC 8463) are made here with
- * OpenSSL, because libopendkim 2.11 leaks an Ed25519 key's material on
- * every signature: relaxed/relaxed canonicalisation, SHA-256 of the body
- * and of the header, PureEdDSA over the 32-byte header hash.
+ * decisions are in doc/dkim.md).  Signatures are made here with OpenSSL
+ * from keys parsed once: relaxed/relaxed canonicalisation, SHA-256 of the
+ * body and of the header, then RSASSA-PKCS1-v1_5 (rsa-sha256) or PureEdDSA
+ * over the 32-byte header hash (ed25519-sha256, RFC 8463).  libopendkim is
+ * the reference: at load every RSA key signs a fixed message both here and
+ * with libopendkim at a fixed time, and the two fields must be identical
+ * byte for byte (PKCS#1 v1.5 signatures are deterministic); a key for
+ * which they differ is signed by libopendkim from then on, with a warning.
+ * Why not libopendkim for every message: dkim_sign() takes the key as PEM
+ * text and parses it, and sets up the RSA key, on every signature, which
+ * costs more than three signatures here (bench/RESULTS.md).  Ed25519 is
+ * never signed by libopendkim 2.11, which leaks the key on every signature.
  *
  * Keys are read once per configuration snapshot, checked (file mode, key
  * type and size) and proven by signing a fixed message, so posternd -n and
- * a reload report a bad key instead of the first delivery.  An RSA key is
- * kept as PKCS#8 PEM text because that is what dkim_sign() takes, cleared
- * before it is freed; an Ed25519 key as an EVP_PKEY (OpenSSL clears it).
+ * a reload report a bad key instead of the first delivery.  Every key is
+ * kept as an EVP_PKEY (OpenSSL clears it); an RSA key also as PKCS#8 PEM
+ * text, what dkim_sign() takes, cleared before it is freed.
  *
  * Threads: after dkimsign_new() returns nothing in struct dkimsign
  * changes; the one DKIM_LIB and the EVP_PKEYs are only read while signing
@@ -37,6 +44,7 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/rsa.h>
 
 #include <opendkim/dkim.h>
 
@@ -56,8 +64,9 @@
 #define DKIMSIGN_KEYFILE_MAX	(1024 * 1024)
 /* RFC 5322 2.1.1: 998 octets a line plus CRLF. */
 #define DKIMSIGN_LINE_MAX	(SMTP_TEXT_LINE_MAX - 2)
-/* Our DKIM-Signature lines end by this column, a tab counting 8, which is
- * where libopendkim folds its own. */
+/* libopendkim's margin for its DKIM-Signature lines, a tab counting 8: a
+ * tag that ends by this column stays on the line (after its space, so a
+ * line may reach one column more), and b= fills lines up to it. */
 #define DKIMSIGN_FOLD		75
 #define DKIMSIGN_TABCOL		8
 /* Canonical text is gathered in this much before it is hashed. */
@@ -70,8 +79,18 @@ struct dkimsign_key {
 	char		*pem;		/* owned; RSA only: PKCS#8 PEM, cleared
 					 * on free */
 	size_t		 pemlen;
-	EVP_PKEY	*ed;		/* owned; Ed25519 only, signed here */
+	EVP_PKEY	*pk;		/* owned; the key, signed with here */
 	dkim_alg_t	 alg;
+	bool		 odkim;		/* RSA: sign with libopendkim, because
+					 * our field differed from its own at
+					 * load */
+};
+
+/* How one signing call is made: the load-time check and the tests pin the
+ * time and may ask for libopendkim's RSA signatures. */
+struct dkimsign_how {
+	time_t		 t;		/* 0: now */
+	bool		 odkim;		/* RSA keys through libopendkim */
 };
 
 struct dkimsign {
@@ -101,15 +120,26 @@ static const char *dkimsign_oversignhdrs[] = { "from", NULL };
 /* dkim_body() takes a non-const buffer but only reads it. */
 static u_char dkimsign_crlf[2] = { '\r', '\n' };
 
-/* A fixed message signed by every key at load time. */
+/* A fixed message signed by every key at load time; enough fields that
+ * h= folds, and a body with what relaxed canonicalisation rewrites. */
 #define DKIMSIGN_PROBE_FMT						\
-	"From: <postmaster@%s>\r\n"					\
-	"Subject: postern key check\r\n"				\
+	"From: Postmaster <postmaster@%s>\r\n"				\
+	"To: Key check <key-check@example.org>\r\n"			\
+	"Subject:  postern\t key check \r\n"				\
+	"Date: Thu, 1 Jan 2026 00:00:00 +0000\r\n"			\
+	"Message-ID: <key-check@postern.invalid>\r\n"			\
+	"MIME-Version: 1.0\r\n"						\
+	"Content-Type: text/plain;\r\n charset=us-ascii\r\n"		\
 	"\r\n"								\
-	"key check\r\n"
+	"key  check \t\r\n"						\
+	"\r\n"								\
+	"\r\n"
+/* The time both signers are given for the load-time comparison. */
+#define DKIMSIGN_PROBE_TIME	((time_t)1767225600)
 
 static int	dkimsign_sign(struct dkimsign *, const struct dkimsign_src *,
-		    const size_t *, char **, char *, size_t);
+		    const size_t *, const struct dkimsign_how *, char **,
+		    char *, size_t);
 
 static const char *
 dkimsign_conf_file(const struct conf *conf, const struct conf_dkim *d)
@@ -245,12 +275,19 @@ dkimsign_load_key(const struct conf *conf,
 			conf_errors_add(errs, true, file, d->line,
 			    "dkim key %s: RSA key of %d bits; 2048 is "
 			    "recommended", d->key, bits);
+		if (bits > 8192) {
+			conf_errors_add(errs, false, file, d->line,
+			    "dkim key %s: RSA key of %d bits is too large "
+			    "(8192 at most)", d->key, bits);
+			EVP_PKEY_free(pk);
+			return (-1);
+		}
 		k->alg = DKIM_SIGN_RSASHA256;
 		break;
 	case EVP_PKEY_ED25519:
-		/* Signed with OpenSSL here, not by libopendkim (leak). */
+		/* Never by libopendkim (it leaks the key). */
 		k->alg = DKIM_SIGN_ED25519SHA256;
-		k->ed = pk;
+		k->pk = pk;
 		k->domain = xstrdup(d->domain);
 		util_lowercase(k->domain);
 		k->selector = xstrdup(d->selector);
@@ -263,7 +300,7 @@ dkimsign_load_key(const struct conf *conf,
 		return (-1);
 	}
 	k->pem = dkimsign_key_pem(pk, &k->pemlen, err, sizeof(err));
-	EVP_PKEY_free(pk);
+	k->pk = pk;
 	if (k->pem == NULL) {
 		conf_errors_add(errs, false, file, d->line, "dkim key %s: %s",
 		    d->key, err);
@@ -275,23 +312,68 @@ dkimsign_load_key(const struct conf *conf,
 	return (0);
 }
 
-/* Sign a fixed message with key i, so that a key that cannot sign fails
- * now rather than at the first delivery. */
+/*
+ * A libopendkim library handle with our header lists; a non-zero t fixes
+ * the time of its signatures (the load-time comparison).  NULL on failure.
+ */
+static DKIM_LIB *
+dkimsign_lib_new(time_t t)
+{
+	DKIM_LIB	*lib;
+	uint64_t	 ft = (uint64_t)t;
+
+	if ((lib = dkim_init(NULL, NULL)) == NULL)
+		return (NULL);
+	/* The arrays are copied (over-sign) or compiled (sign) by the
+	 * library; len is the size of the pointer passed. */
+	if (dkim_options(lib, DKIM_OP_SETOPT, DKIM_OPTS_SIGNHDRS,
+	    dkimsign_signhdrs, sizeof(char **)) != DKIM_STAT_OK ||
+	    dkim_options(lib, DKIM_OP_SETOPT, DKIM_OPTS_OVERSIGNHDRS,
+	    dkimsign_oversignhdrs, sizeof(char **)) != DKIM_STAT_OK ||
+	    (t != 0 && dkim_options(lib, DKIM_OP_SETOPT, DKIM_OPTS_FIXEDTIME,
+	    &ft, sizeof(ft)) != DKIM_STAT_OK)) {
+		dkim_close(lib);
+		return (NULL);
+	}
+	return (lib);
+}
+
+/*
+ * Sign a fixed message with key i, so that a key that cannot sign fails
+ * now rather than at the first delivery.  An RSA key also signs it with
+ * libopendkim at the same fixed time: when the two fields differ, *differs
+ * is set and the key is signed by libopendkim from then on.  0 or -1.
+ */
 static int
-dkimsign_probe(struct dkimsign *ds, size_t i, char *err, size_t errlen)
+dkimsign_probe(struct dkimsign *ds, size_t i, bool *differs, char *err,
+    size_t errlen)
 {
 	struct dkimsign_src	 src;
-	char			*msg, *out = NULL;
+	struct dkimsign_how	 how;
+	struct dkimsign_key	*k = &ds->keys[i];
+	char			*msg, *ours = NULL, *theirs = NULL;
 	int			 r;
 
-	(void)xasprintf(&msg, DKIMSIGN_PROBE_FMT, ds->keys[i].domain);
+	*differs = false;
+	(void)xasprintf(&msg, DKIMSIGN_PROBE_FMT, k->domain);
 	memset(&src, 0, sizeof(src));
 	src.fd = -1;
 	src.buf = msg;
 	src.len = strlen(msg);
-	r = dkimsign_sign(ds, &src, &i, &out, err, errlen);
+	memset(&how, 0, sizeof(how));
+	how.t = DKIMSIGN_PROBE_TIME;
+	r = dkimsign_sign(ds, &src, &i, &how, &ours, err, errlen);
+	if (r == 1 && k->alg == DKIM_SIGN_RSASHA256) {
+		how.odkim = true;
+		r = dkimsign_sign(ds, &src, &i, &how, &theirs, err, errlen);
+		if (r == 1 && strcmp(ours, theirs) != 0) {
+			*differs = true;
+			k->odkim = true;
+		}
+	}
 	free(msg);
-	free(out);
+	free(ours);
+	free(theirs);
 	return (r == 1 ? 0 : -1);
 }
 
@@ -304,6 +386,7 @@ dkimsign_new(const struct conf *conf, struct conf_errors *errs)
 	struct conf_errors	 local;
 	char			 err[1024];
 	size_t			 i, nerr;
+	bool			 differs;
 
 	if (errs == NULL) {
 		memset(&local, 0, sizeof(local));
@@ -313,19 +396,9 @@ dkimsign_new(const struct conf *conf, struct conf_errors *errs)
 	ds = xcalloc(1, sizeof(*ds));
 	if (conf->ndkim == 0)
 		return (ds);
-	if ((ds->lib = dkim_init(NULL, NULL)) == NULL) {
+	if ((ds->lib = dkimsign_lib_new(0)) == NULL) {
 		conf_errors_add(errs, false, NULL, 0, "dkim: cannot initialise "
 		    "libopendkim");
-		goto fail;
-	}
-	/* The arrays are copied (over-sign) or compiled (sign) by the
-	 * library; len is the size of the pointer passed. */
-	if (dkim_options(ds->lib, DKIM_OP_SETOPT, DKIM_OPTS_SIGNHDRS,
-	    dkimsign_signhdrs, sizeof(char **)) != DKIM_STAT_OK ||
-	    dkim_options(ds->lib, DKIM_OP_SETOPT, DKIM_OPTS_OVERSIGNHDRS,
-	    dkimsign_oversignhdrs, sizeof(char **)) != DKIM_STAT_OK) {
-		conf_errors_add(errs, false, NULL, 0, "dkim: cannot set the "
-		    "libopendkim header lists");
 		goto fail;
 	}
 	ds->keys = xcalloc(conf->ndkim, sizeof(*ds->keys));
@@ -334,11 +407,18 @@ dkimsign_new(const struct conf *conf, struct conf_errors *errs)
 		d = &conf->dkim[i];
 		if (dkimsign_load_key(conf, d, &ds->keys[i], errs) == -1)
 			continue;
-		if (dkimsign_probe(ds, i, err, sizeof(err)) == -1)
+		if (dkimsign_probe(ds, i, &differs, err, sizeof(err)) == -1)
 			conf_errors_add(errs, false,
 			    dkimsign_conf_file(conf, d), d->line,
 			    "dkim key %s: cannot sign with it: %s",
 			    d->key, err);
+		else if (differs)
+			conf_errors_add(errs, true,
+			    dkimsign_conf_file(conf, d), d->line,
+			    "dkim key %s: postern's rsa-sha256 signature of "
+			    "the check message differs from libopendkim's; "
+			    "this key is signed by libopendkim, which is "
+			    "slower (please report this)", d->key);
 	}
 	if (errs->nerrors > nerr)
 		goto fail;
@@ -365,7 +445,7 @@ dkimsign_free(struct dkimsign *ds)
 		if (k->pem != NULL)
 			OPENSSL_cleanse(k->pem, k->pemlen);
 		free(k->pem);
-		EVP_PKEY_free(k->ed);
+		EVP_PKEY_free(k->pk);
 		free(k->domain);
 		free(k->selector);
 	}
@@ -518,9 +598,9 @@ dkimsign_error(DKIM *h, const struct dkimsign_key *k, const char *what,
 	    what, e != NULL ? e : "unknown error");
 }
 
-/* A failed OpenSSL step of an Ed25519 signature, with OpenSSL's reason. */
+/* A failed OpenSSL step of one of our signatures, with OpenSSL's reason. */
 static void
-dkimsign_ed_error(const struct dkimsign_key *k, const char *what, char *err,
+dkimsign_nat_error(const struct dkimsign_key *k, const char *what, char *err,
     size_t errlen)
 {
 	char	ebuf[512];
@@ -857,7 +937,7 @@ dkimsign_feed_header(DKIM **h, struct dkimsign_key **k, size_t n,
 }
 
 /*
- * The part of the header hash that all our Ed25519 signatures of a message
+ * The part of the header hash that all our own signatures of a message
  * share, into md, and their h= list into hl.  h= names the signed fields
  * in message order as libopendkim does, then "from" once more (over-signing).
  * A verifier takes the k-th occurrence of a name in h= to mean the k-th
@@ -866,7 +946,7 @@ dkimsign_feed_header(DKIM **h, struct dkimsign_key **k, size_t n,
  * Linear in the number of fields, however many share a name.
  */
 static int
-dkimsign_ed_header(const struct dkimsign_msg *m,
+dkimsign_nat_header(const struct dkimsign_msg *m,
     const struct dkimsign_field *f, size_t nf, EVP_MD_CTX *md,
     struct dkimsign_str *hl)
 {
@@ -908,9 +988,10 @@ dkimsign_ed_header(const struct dkimsign_msg *m,
 }
 
 /*
- * Append one tag of our DKIM-Signature field, on the current line when it
- * fits within DKIMSIGN_FOLD with the ';' after it, else on a new line
- * (CRLF TAB), the way libopendkim folds.
+ * Append one tag of our DKIM-Signature field (its ';' included), on the
+ * current line when the column before the space plus the tag is within
+ * DKIMSIGN_FOLD, else on a new line (CRLF TAB): exactly libopendkim's rule
+ * (dkim_getsighdr_d()), so that our fields are the bytes it would make.
  */
 static void
 dkimsign_fold_tag(struct dkimsign_str *b, size_t *col, const char *tag,
@@ -919,7 +1000,7 @@ dkimsign_fold_tag(struct dkimsign_str *b, size_t *col, const char *tag,
 	size_t	n = strlen(tag);
 
 	if (!first) {
-		if (*col + 1 + n + 1 > DKIMSIGN_FOLD) {
+		if (*col + n > DKIMSIGN_FOLD) {
 			dkimsign_str_adds(b, "\r\n\t");
 			*col = DKIMSIGN_TABCOL;
 		} else {
@@ -932,10 +1013,11 @@ dkimsign_fold_tag(struct dkimsign_str *b, size_t *col, const char *tag,
 }
 
 /*
- * h=: whole on the current line if it fits, else from a new line, folded
- * after a ':' (CRLF TAB SP) where the next name would pass the margin.
- * The folds are part of what is signed: the field is canonicalised as
- * sent, where each fold becomes one SP.
+ * h= and its ';': whole on the current line if it fits (the fold_tag
+ * rule), else from a new line, folded after a ':' (CRLF TAB SP) where the
+ * next name (the last with its ';') would pass the margin, as libopendkim
+ * does.  The folds are part of what is signed: the field is canonicalised
+ * as sent, where each fold becomes one SP.
  */
 static void
 dkimsign_fold_h(struct dkimsign_str *b, size_t *col, const char *list)
@@ -943,7 +1025,7 @@ dkimsign_fold_h(struct dkimsign_str *b, size_t *col, const char *list)
 	const char	*p, *e;
 	size_t		 n;
 
-	if (*col + 1 + 2 + strlen(list) + 1 <= DKIMSIGN_FOLD) {
+	if (*col + 2 + strlen(list) + 1 <= DKIMSIGN_FOLD) {
 		dkimsign_str_add(b, " h=", 3);
 		dkimsign_str_adds(b, list);
 		*col += 3 + strlen(list);
@@ -954,7 +1036,8 @@ dkimsign_fold_h(struct dkimsign_str *b, size_t *col, const char *list)
 	for (p = list; ; p = e + 1) {
 		e = strchr(p, ':');
 		n = e != NULL ? (size_t)(e - p) : strlen(p);
-		if (p != list && *col + n + 1 > DKIMSIGN_FOLD) {
+		if (p != list &&
+		    *col + n + (e == NULL ? 1 : 0) > DKIMSIGN_FOLD) {
 			dkimsign_str_adds(b, "\r\n\t ");
 			*col = DKIMSIGN_TABCOL + 1;
 		}
@@ -968,24 +1051,56 @@ dkimsign_fold_h(struct dkimsign_str *b, size_t *col, const char *list)
 }
 
 /*
- * One ed25519-sha256 DKIM-Signature field (RFC 8463), CRLF-terminated, or
- * NULL with err.  The tags are libopendkim's, in its order; b= starts a
- * line of its own.  hdr holds the hash of the signed fields so far; the
- * field itself, canonicalised with b= empty and no CRLF, completes it
- * (RFC 6376 3.7), and the 32-octet SHA-256 is signed with PureEdDSA
- * (RFC 8463 3: Ed25519 over the hash, not Ed25519ph).
+ * The signature over the 32-octet header hash: RSASSA-PKCS1-v1_5 with
+ * SHA-256 (rsa-sha256, RFC 6376 3.3.1), or PureEdDSA (RFC 8463 3: Ed25519
+ * over the hash, not Ed25519ph).  Into sig, of room *siglen (at least
+ * EVP_PKEY_get_size()); 0 or -1.
+ */
+static int
+dkimsign_nat_sigbytes(const struct dkimsign_key *k, const u_char *hash,
+    size_t hashlen, u_char *sig, size_t *siglen)
+{
+	EVP_MD_CTX	*sc;
+	EVP_PKEY_CTX	*pc;
+	int		 ok;
+
+	if (k->alg == DKIM_SIGN_ED25519SHA256) {
+		if ((sc = EVP_MD_CTX_new()) == NULL)
+			return (-1);
+		ok = EVP_DigestSignInit(sc, NULL, NULL, NULL, k->pk) == 1 &&
+		    EVP_DigestSign(sc, sig, siglen, hash, hashlen) == 1;
+		EVP_MD_CTX_free(sc);
+		return (ok ? 0 : -1);
+	}
+	if ((pc = EVP_PKEY_CTX_new(k->pk, NULL)) == NULL)
+		return (-1);
+	ok = EVP_PKEY_sign_init(pc) == 1 &&
+	    EVP_PKEY_CTX_set_rsa_padding(pc, RSA_PKCS1_PADDING) == 1 &&
+	    EVP_PKEY_CTX_set_signature_md(pc, EVP_sha256()) == 1 &&
+	    EVP_PKEY_sign(pc, sig, siglen, hash, hashlen) == 1;
+	EVP_PKEY_CTX_free(pc);
+	return (ok ? 0 : -1);
+}
+
+/*
+ * One rsa-sha256 or ed25519-sha256 DKIM-Signature field, CRLF-terminated,
+ * or NULL with err.  The tags are libopendkim's, in its order, folded the
+ * way it folds, so that for an RSA key the field is byte for byte the one
+ * libopendkim makes (checked at load); b= starts a line of its own.  hdr
+ * holds the hash of the signed fields so far; the field itself,
+ * canonicalised with b= empty and no CRLF, completes it (RFC 6376 3.7).
  */
 static char *
-dkimsign_ed_sign(const struct dkimsign_key *k, const EVP_MD_CTX *hdr,
+dkimsign_nat_sign(const struct dkimsign_key *k, const EVP_MD_CTX *hdr,
     const char *bh, const char *hlist, time_t now, char *err, size_t errlen)
 {
 	struct dkimsign_str	 b;
 	struct dkimsign_sink	*sk = NULL;
-	EVP_MD_CTX		*md = NULL, *sc = NULL;
-	u_char			 hash[EVP_MAX_MD_SIZE], sig[64];
-	char			 tag[SMTP_DOMAIN_MAX + 16], b64[128];
+	EVP_MD_CTX		*md = NULL;
+	u_char			 hash[EVP_MAX_MD_SIZE], *sig = NULL;
+	char			 tag[SMTP_DOMAIN_MAX + 16], *b64 = NULL;
 	char			*res = NULL;
-	size_t			 col, siglen = sizeof(sig), i;
+	size_t			 col, siglen, i;
 	unsigned int		 hashlen = 0;
 	int			 n;
 
@@ -993,7 +1108,8 @@ dkimsign_ed_sign(const struct dkimsign_key *k, const EVP_MD_CTX *hdr,
 	dkimsign_str_adds(&b, DKIMSIGN_FIELDNAME ": ");
 	col = strlen(DKIMSIGN_FIELDNAME) + 2;
 	dkimsign_fold_tag(&b, &col, "v=1;", true);
-	dkimsign_fold_tag(&b, &col, "a=ed25519-sha256;", false);
+	dkimsign_fold_tag(&b, &col, k->alg == DKIM_SIGN_ED25519SHA256 ?
+	    "a=ed25519-sha256;" : "a=rsa-sha256;", false);
 	dkimsign_fold_tag(&b, &col, "c=relaxed/relaxed;", false);
 	n = snprintf(tag, sizeof(tag), "d=%s;", k->domain);
 	if (n < 0 || (size_t)n >= sizeof(tag))
@@ -1015,7 +1131,7 @@ dkimsign_ed_sign(const struct dkimsign_key *k, const EVP_MD_CTX *hdr,
 	sk = xcalloc(1, sizeof(*sk));
 	if ((md = EVP_MD_CTX_new()) == NULL ||
 	    EVP_MD_CTX_copy_ex(md, hdr) != 1) {
-		dkimsign_ed_error(k, "header hash", err, errlen);
+		dkimsign_nat_error(k, "header hash", err, errlen);
 		goto done;
 	}
 	sk->md = md;
@@ -1023,13 +1139,15 @@ dkimsign_ed_sign(const struct dkimsign_key *k, const EVP_MD_CTX *hdr,
 	    false);
 	dkimsign_sink_flush(sk);
 	if (sk->failed || EVP_DigestFinal_ex(md, hash, &hashlen) != 1) {
-		dkimsign_ed_error(k, "header hash", err, errlen);
+		dkimsign_nat_error(k, "header hash", err, errlen);
 		goto done;
 	}
-	if ((sc = EVP_MD_CTX_new()) == NULL ||
-	    EVP_DigestSignInit(sc, NULL, NULL, NULL, k->ed) != 1 ||
-	    EVP_DigestSign(sc, sig, &siglen, hash, hashlen) != 1) {
-		dkimsign_ed_error(k, "Ed25519 signature", err, errlen);
+	/* At most 8192 bits (dkimsign_load_key), so these stay small. */
+	siglen = (size_t)EVP_PKEY_get_size(k->pk);
+	sig = xmalloc(siglen);
+	b64 = xmalloc(4 * ((siglen + 2) / 3) + 1);
+	if (dkimsign_nat_sigbytes(k, hash, hashlen, sig, &siglen) == -1) {
+		dkimsign_nat_error(k, "signature", err, errlen);
 		goto done;
 	}
 	EVP_EncodeBlock((u_char *)b64, sig, (int)siglen);
@@ -1055,8 +1173,9 @@ toolong:
 	    k->selector);
 done:
 	OPENSSL_cleanse(hash, sizeof(hash));
-	EVP_MD_CTX_free(sc);
 	EVP_MD_CTX_free(md);
+	free(sig);
+	free(b64);
 	free(sk);
 	free(b.s);
 	return (res);
@@ -1068,7 +1187,7 @@ struct dkimsign_tail {
 	u_char		 c[2];
 };
 
-/* Body octets to every libopendkim handle and to our Ed25519 hash. */
+/* Body octets to every libopendkim handle and to our own body hash. */
 static int
 dkimsign_feed_body(DKIM **h, struct dkimsign_key **k, size_t n,
     struct dkimsign_body *bc, u_char *buf, size_t len,
@@ -1132,14 +1251,16 @@ dkimsign_rsa_field(DKIM *h, const struct dkimsign_key *k, char *err,
 }
 
 /*
- * Sign with the keys chosen by the From: domain, or with key *only.  One
- * pass over the message feeds every libopendkim handle and the one body
- * hash that all Ed25519 signatures share, so several signatures cost one
- * read of a large body.  1, 0 (nothing to sign) or -1.
+ * Sign with the keys chosen by the From: domain, or with key *only, as how
+ * says (NULL: now, and libopendkim only for keys that failed the load-time
+ * comparison).  One pass over the message feeds every libopendkim handle
+ * and the one body hash that all our own signatures share, so several
+ * signatures cost one read of a large body.  1, 0 (nothing to sign) or -1.
  */
 static int
 dkimsign_sign(struct dkimsign *ds, const struct dkimsign_src *src,
-    const size_t *only, char **out, char *err, size_t errlen)
+    const size_t *only, const struct dkimsign_how *how, char **out, char *err,
+    size_t errlen)
 {
 	struct smtp_data_hdrinfo	 hi;
 	struct dkimsign_msg		 m;
@@ -1150,12 +1271,14 @@ dkimsign_sign(struct dkimsign *ds, const struct dkimsign_src *src,
 	struct dkimsign_key		**k = NULL;
 	EVP_MD_CTX			*hdrmd = NULL, *bodymd = NULL;
 	DKIM				**h = NULL;
+	DKIM_LIB			*lib, *fixedlib = NULL;
 	DKIM_STAT			 st;
 	u_char				*chunk = NULL;
 	u_char				 bhash[EVP_MAX_MD_SIZE];
 	char				**fields = NULL, bh[64], ebuf[512];
 	size_t				*sel = NULL, *hsel = NULL, nsel = 0;
-	size_t				 nrsa = 0, ned = 0, nf, i;
+	size_t				 nrsa = 0, nnat = 0, nf, i;
+	bool				*viaodkim = NULL;
 	unsigned int			 bhlen = 0;
 	uint64_t			 pos;
 	time_t				 now;
@@ -1188,20 +1311,33 @@ dkimsign_sign(struct dkimsign *ds, const struct dkimsign_src *src,
 	}
 	nf = dkimsign_split_header(&m, &f);
 
-	/* libopendkim handles for RSA keys; hsel[j]: handle j's sel slot. */
+	/* libopendkim handles for RSA keys signed by it; hsel[j]: handle j's
+	 * sel slot. */
+	lib = ds->lib;
 	h = xcalloc(nsel, sizeof(*h));
 	k = xcalloc(nsel, sizeof(*k));
 	hsel = xcalloc(nsel, sizeof(*hsel));
 	fields = xcalloc(nsel, sizeof(*fields));
+	viaodkim = xcalloc(nsel, sizeof(*viaodkim));
 	for (i = 0; i < nsel; i++) {
-		if (ds->keys[sel[i]].ed != NULL) {
-			ned++;
+		viaodkim[i] = ds->keys[sel[i]].alg == DKIM_SIGN_RSASHA256 &&
+		    (ds->keys[sel[i]].odkim || (how != NULL && how->odkim));
+		if (!viaodkim[i]) {
+			nnat++;
 			continue;
+		}
+		if (how != NULL && how->t != 0 && fixedlib == NULL) {
+			if ((fixedlib = dkimsign_lib_new(how->t)) == NULL) {
+				snprintf(err, errlen, "cannot initialise "
+				    "libopendkim");
+				goto done;
+			}
+			lib = fixedlib;
 		}
 		k[nrsa] = &ds->keys[sel[i]];
 		hsel[nrsa] = i;
 		st = DKIM_STAT_OK;
-		h[nrsa] = dkim_sign(ds->lib, (const u_char *)"postern", NULL,
+		h[nrsa] = dkim_sign(lib, (const u_char *)"postern", NULL,
 		    (dkim_sigkey_t)k[nrsa]->pem,
 		    (const u_char *)k[nrsa]->selector,
 		    (const u_char *)k[nrsa]->domain, DKIM_CANON_RELAXED,
@@ -1222,14 +1358,14 @@ dkimsign_sign(struct dkimsign *ds, const struct dkimsign_src *src,
 			goto done;
 		}
 	}
-	if (ned > 0) {
+	if (nnat > 0) {
 		bc = xcalloc(1, sizeof(*bc));
 		if ((hdrmd = EVP_MD_CTX_new()) == NULL ||
 		    (bodymd = EVP_MD_CTX_new()) == NULL ||
 		    EVP_DigestInit_ex(hdrmd, EVP_sha256(), NULL) != 1 ||
 		    EVP_DigestInit_ex(bodymd, EVP_sha256(), NULL) != 1 ||
-		    dkimsign_ed_header(&m, f, nf, hdrmd, &hl) == -1) {
-			snprintf(err, errlen, "Ed25519 header hash: %s",
+		    dkimsign_nat_header(&m, f, nf, hdrmd, &hl) == -1) {
+			snprintf(err, errlen, "header hash: %s",
 			    tls_errstr(ebuf, sizeof(ebuf)));
 			goto done;
 		}
@@ -1269,20 +1405,20 @@ dkimsign_sign(struct dkimsign *ds, const struct dkimsign_src *src,
 		    errlen)) == NULL)
 			goto done;
 	}
-	if (ned > 0) {
+	if (nnat > 0) {
 		dkimsign_body_end(bc);
 		if (bc->sink.failed ||
 		    EVP_DigestFinal_ex(bodymd, bhash, &bhlen) != 1) {
-			snprintf(err, errlen, "Ed25519 body hash: %s",
+			snprintf(err, errlen, "body hash: %s",
 			    tls_errstr(ebuf, sizeof(ebuf)));
 			goto done;
 		}
 		EVP_EncodeBlock((u_char *)bh, bhash, (int)bhlen);
-		now = time(NULL);
+		now = how != NULL && how->t != 0 ? how->t : time(NULL);
 		for (i = 0; i < nsel; i++) {
-			if (ds->keys[sel[i]].ed == NULL)
+			if (viaodkim[i])
 				continue;
-			fields[i] = dkimsign_ed_sign(&ds->keys[sel[i]], hdrmd,
+			fields[i] = dkimsign_nat_sign(&ds->keys[sel[i]], hdrmd,
 			    bh, hl.s, now, err, errlen);
 			if (fields[i] == NULL)
 				goto done;
@@ -1303,6 +1439,9 @@ done:
 			free(fields[i]);
 	}
 	free(fields);
+	free(viaodkim);
+	if (fixedlib != NULL)
+		dkim_close(fixedlib);
 	free(h);
 	free(k);
 	free(hsel);
@@ -1329,7 +1468,7 @@ dkimsign_sign_fd(struct dkimsign *ds, int fd, off_t offset, uint64_t len,
 	src.fd = fd;
 	src.offset = offset;
 	src.len = len;
-	return (dkimsign_sign(ds, &src, NULL, out, err, errlen));
+	return (dkimsign_sign(ds, &src, NULL, NULL, out, err, errlen));
 }
 
 int
@@ -1342,5 +1481,28 @@ dkimsign_sign_buf(struct dkimsign *ds, const char *msg, size_t len,
 	src.fd = -1;
 	src.buf = msg;
 	src.len = len;
-	return (dkimsign_sign(ds, &src, NULL, out, err, errlen));
+	return (dkimsign_sign(ds, &src, NULL, NULL, out, err, errlen));
+}
+
+int
+dkimsign_sign_buf_at(struct dkimsign *ds, const char *msg, size_t len,
+    time_t t, bool odkim, char **out, char *err, size_t errlen)
+{
+	struct dkimsign_src	src;
+	struct dkimsign_how	how;
+
+	memset(&src, 0, sizeof(src));
+	src.fd = -1;
+	src.buf = msg;
+	src.len = len;
+	memset(&how, 0, sizeof(how));
+	how.t = t;
+	how.odkim = odkim;
+	return (dkimsign_sign(ds, &src, NULL, &how, out, err, errlen));
+}
+
+bool
+dkimsign_key_native(const struct dkimsign *ds, size_t i)
+{
+	return (ds != NULL && i < ds->nkeys && !ds->keys[i].odkim);
 }

@@ -71,6 +71,7 @@ struct deliver_msg {
 	int			 records_out;	/* deliver_waits in flight */
 	bool			*failed_now;	/* owned: per rcpt */
 	bool			 finishing;
+	bool			 removed;	/* file removal already asked */
 	char			 last_error[SPOOL_ERROR_MAX];
 	char			*dkim;		/* owned: DKIM-Signature fields */
 	size_t			 dkimlen;
@@ -209,6 +210,41 @@ deliver_journal_done(uint64_t cookie, int error, void *arg)
 	free(w);
 }
 
+/*
+ * Whether job j, the last one out, delivered every recipient of the message
+ * that was not delivered already, with no escalation keeping the file.
+ * Then removing the file says all that RCPT_DONE records would: the
+ * removal is made durable by the same group sync as a journal append, and
+ * the connection waits for it the same way, so a crash can still only
+ * re-send (never lose) the message, and it costs one request instead of a
+ * record per recipient followed by the removal.
+ */
+static bool
+deliver_all_done(const struct deliver_msg *m, const struct pool_job *j,
+    const struct pool_attempt *a)
+{
+	size_t	i, ok = 0, done = 0;
+
+	if (m->jobs_out != 1 || deliver_has_escalations(m->id))
+		return (false);
+	for (i = 0; i < j->nrcpts; i++) {
+		const struct smtp_client_result *r = a->rcpt != NULL ?
+		    &a->rcpt[i] : a->overall;
+
+		if (r->outcome != SMTPC_OK)
+			return (false);
+		ok++;
+	}
+	for (i = 0; i < m->env.nrcpts; i++) {
+		if (m->failed_now[i])
+			return (false);
+		if (m->env.rcpts[i].state == SPOOL_RCPT_DELIVERED)
+			done++;
+	}
+	/* This job's recipients are still pending until the loop below. */
+	return (done + ok == m->env.nrcpts);
+}
+
 /* The pool's result callback: one transaction (or none) for one job. */
 static void
 deliver_result(struct pool_job *j, const struct pool_attempt *a,
@@ -218,7 +254,9 @@ deliver_result(struct pool_job *j, const struct pool_attempt *a,
 	struct deliver_wait	*w;
 	double			 delay;
 	size_t			 i, sent = 0, deferred = 0, failed = 0;
+	bool			 remove_now;
 
+	remove_now = deliver_all_done(m, j, a);
 	w = xcalloc(1, sizeof(*w));
 	w->conn_id = conn_id;
 	w->msgid = m->id;
@@ -243,7 +281,8 @@ deliver_result(struct pool_job *j, const struct pool_attempt *a,
 			strlcpy(rec.dsn, r->status, sizeof(rec.dsn));
 			rec.reply = r->reply;
 			rec.remote = a->relay;
-			if (spool_journal_append(deliver_env.spool, m->id, &rec,
+			if (!remove_now && spool_journal_append(
+			    deliver_env.spool, m->id, &rec,
 			    deliver_journal_done, 0, w) == 0)
 				w->remaining++;
 			sent++;
@@ -275,6 +314,13 @@ deliver_result(struct pool_job *j, const struct pool_attempt *a,
 		    a->verified);
 	}
 	assert(sent + deferred + failed == j->nrcpts);
+	if (remove_now && spool_remove(deliver_env.spool, m->id,
+	    deliver_journal_done, 0, w) == 0) {
+		w->remaining++;
+		m->removed = true;
+	} else if (remove_now)
+		log_warnx("%s: cannot ask for the removal of the delivered "
+		    "message; it may be sent again after a restart", m->idstr);
 	free(j->rcpts);
 	free(j->rcpt_idx);
 	free(j);
@@ -710,7 +756,9 @@ deliver_msg_settle(struct deliver_msg *m)
 		queue_remove(deliver_env.queue, m->id);
 		/* An escalation in progress keeps the file until it is done. */
 		if (!deliver_has_escalations(m->id)) {
-			spool_remove(deliver_env.spool, m->id, NULL, 0, NULL);
+			if (!m->removed)
+				spool_remove(deliver_env.spool, m->id, NULL, 0,
+				    NULL);
 			log_info("%s: removed", m->idstr);
 		}
 		deliver_msg_free(m);

@@ -675,6 +675,11 @@ Test(it_deliver, rcpt_550_bounces_one_delivers_other,
 	cr_assert(harness_log_grep(h, "to=<good@ok\\.test>, .*status=sent"),
 	    "no sent line for good@ok.test; log:\n%s",
 	    harness_log_tail(h, 20));
+	/* Partly delivered: the outcomes were journaled (sent and bounced
+	 * recipients), not just the file removed. */
+	cr_assert(it_stat(h, "spool", "journal_records") >= 2,
+	    "spool.journal_records: got %lld, want >= 2",
+	    it_stat(h, "spool", "journal_records"));
 	/* One transaction carried both recipients. */
 	cr_assert_eq(harness_mx_stat(h, ok, "connections_total"), 1,
 	    "connections to ok.test: got %lld, want 1",
@@ -912,6 +917,11 @@ Test(it_deliver, stats_after_deliveries, .timeout = IT_TIMEOUT)
 	cr_assert_eq(it_stat(h, "messages", "failed"), 0,
 	    "messages.failed: got %lld, want 0",
 	    it_stat(h, "messages", "failed"));
+	/* Every recipient delivered at once: the synced removal of the file
+	 * records it, with no RCPT_DONE journal records. */
+	cr_assert_eq(it_stat(h, "spool", "journal_records"), 0,
+	    "spool.journal_records: got %lld, want 0",
+	    it_stat(h, "spool", "journal_records"));
 	cr_assert_eq(it_stat(h, "pool", "size"), 4, "pool.size: got %lld, "
 	    "want 4", it_stat(h, "pool", "size"));
 	cr_assert_eq(it_stat(h, "pool", "waiting"), 0, "pool.waiting: got "

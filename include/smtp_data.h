@@ -46,6 +46,7 @@ struct smtp_data {
 	uint64_t		 header_size;	/* un-stuffed */
 	size_t			 linelen;	/* on the wire */
 	bool			 in_header;
+	bool			 bytewise;	/* tests: no span fast path */
 };
 
 /*
@@ -58,6 +59,9 @@ void			 smtp_data_init(struct smtp_data *,
 /* Change the header section bound (tests; a header_size_limit knob). */
 void			 smtp_data_set_header_max(struct smtp_data *,
 			    uint64_t);
+/* Tests and fuzzing: frame one octet at a time only, without the fast path
+ * that takes plain runs inside a line at once, to compare the two. */
+void			 smtp_data_set_bytewise(struct smtp_data *, bool);
 /*
  * Consume bytes and emit un-stuffed content through cb in runs.  Content
  * lines keep their CRLF; the terminating "." CRLF is not emitted.

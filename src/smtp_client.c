@@ -769,6 +769,19 @@ smtp_client_envelope_start(struct smtp_client *s)
  * the high watermark and continue from the write callback (backpressure,
  * STYLE 3.8).  At the end, the final dot.
  */
+/* Octets of p before the first CR or LF (len when there is none). */
+static size_t
+smtp_client_plain_span(const char *p, size_t len)
+{
+	const char	*cr, *lf;
+
+	if ((cr = memchr(p, '\r', len)) != NULL)
+		len = (size_t)(cr - p);
+	if ((lf = memchr(p, '\n', len)) != NULL)
+		len = (size_t)(lf - p);
+	return (len);
+}
+
 static void
 smtp_client_body_fill(struct smtp_client *s)
 {
@@ -805,6 +818,17 @@ smtp_client_body_fill(struct smtp_client *s)
 		}
 		o = s->bodybuf;
 		for (i = 0; i < (size_t)r; i++) {
+			if (!s->body_cr && !s->body_bol) {
+				/* Inside a line: copy up to the next CR or
+				 * LF at once; those take the path below. */
+				n = smtp_client_plain_span(in + i,
+				    (size_t)r - i);
+				memcpy(o, in + i, n);
+				o += n;
+				i += n;
+				if (i == (size_t)r)
+					break;
+			}
 			/* OUT-20: no bare CR or LF ever leaves; the dot is
 			 * never sent, so the peer discards what it got. */
 			if ((s->body_cr && in[i] != '\n') ||

@@ -4,8 +4,9 @@
  * stream.
  *
  * Oracles: feeding the stream whole, split at the chosen points, and one
- * byte at a time gives the same emitted header and body bytes, error,
- * consumed count, size and completion.  The whole-buffer run is also
+ * byte at a time, and framing it with the plain-run fast path off
+ * (smtp_data_set_bytewise), gives the same emitted header and body bytes,
+ * error, consumed count, size and completion.  The whole-buffer run is also
  * compared with an independent reference: the end is the first CRLF "."
  * CRLF (the first CRLF may be the start of DATA); when the reference finds
  * no bare CR, bare LF, NUL or long line, the framer must report no error
@@ -56,13 +57,14 @@ fuzz_emit(void *arg, const char *buf, size_t len, bool in_header)
 
 static void
 fuzz_run(const char *in, size_t len, uint64_t max, const size_t *cuts,
-    size_t ncuts, struct fuzz_out *o)
+    size_t ncuts, bool bytewise, struct fuzz_out *o)
 {
 	struct smtp_data d;
 	size_t		 from = 0, to, k, n;
 
 	memset(o, 0, sizeof(*o));
 	smtp_data_init(&d, max);
+	smtp_data_set_bytewise(&d, bytewise);
 	for (k = 0; k <= ncuts && !smtp_data_is_done(&d); k++) {
 		to = k < ncuts ? cuts[k] : len;
 		n = smtp_data_feed(&d, in + from, to - from, fuzz_emit, o);
@@ -180,8 +182,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		    data[3 + 2 * k]) % (len + 1);
 	qsort(cuts, ncuts, sizeof(cuts[0]), fuzz_cmp_size);
 
-	fuzz_run(in, len, max, NULL, 0, &whole);
-	fuzz_run(in, len, max, cuts, ncuts, &split);
+	fuzz_run(in, len, max, NULL, 0, false, &whole);
+	fuzz_run(in, len, max, cuts, ncuts, false, &split);
+	fuzz_same(&whole, &split);
+	fuzz_free(&split);
+	/* The plain-run fast path against the octet-at-a-time framer. */
+	fuzz_run(in, len, max, cuts, ncuts, true, &split);
 	fuzz_same(&whole, &split);
 	fuzz_free(&split);
 	if (len <= 4096) {
@@ -189,7 +195,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();
 		for (k = 0; k < len; k++)
 			ones[k] = k + 1;
-		fuzz_run(in, len, max, ones, len, &one);
+		fuzz_run(in, len, max, ones, len, false, &one);
 		fuzz_same(&whole, &one);
 		fuzz_free(&one);
 		free(ones);

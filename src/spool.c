@@ -126,8 +126,11 @@ struct spool_writer {
 	int			 fd;
 	char			 tmpname[SPOOL_TMPNAME_MAX];
 	uint8_t			 hdr[SPOOL_HDR_LEN];
-	uint8_t			*buf;		/* owned, SPOOL_IO_CHUNK */
+	uint8_t			*buf;		/* owned, SPOOL_IO_CHUNK plus
+						 * room for END */
 	size_t			 buflen;
+	bool			 hdr_in_buf;	/* buf starts with the header:
+						 * nothing written yet */
 	uLong			 crc_rest;	/* CRC of envelope + body */
 	uint64_t		 rest_len;
 	uint64_t		 body_len;
@@ -1354,6 +1357,8 @@ spool_writer_flush(struct spool_writer *w)
 	    util_write_all(w->fd, w->buf, w->buflen) == -1)
 		w->error = errno;
 	w->buflen = 0;
+	/* Written with body_len 0; commit patches it with pwrite. */
+	w->hdr_in_buf = false;
 }
 
 struct spool_writer *
@@ -1391,7 +1396,17 @@ spool_writer_new(struct spool *s, const struct spool_envelope *env,
 		    w->tmpname, strerror(errno));
 		goto fail;
 	}
-	if (util_write_all(w->fd, enc, enclen) == -1) {
+	/*
+	 * A usual envelope waits in the buffer with the body, so that a
+	 * message of less than SPOOL_IO_CHUNK is written by one write(2) at
+	 * commit, header patched and END included; a huge one goes now.
+	 */
+	w->buf = xmalloc(SPOOL_IO_CHUNK + SPOOL_END_LEN);
+	if (enclen <= SPOOL_IO_CHUNK / 2) {
+		memcpy(w->buf, enc, enclen);
+		w->buflen = enclen;
+		w->hdr_in_buf = true;
+	} else if (util_write_all(w->fd, enc, enclen) == -1) {
 		snprintf(err, errlen, "%s/incoming/%s: %s", s->dir,
 		    w->tmpname, strerror(errno));
 		goto fail;
@@ -1400,7 +1415,6 @@ spool_writer_new(struct spool *s, const struct spool_envelope *env,
 	w->crc_rest = crc32(0L, enc + SPOOL_HDR_LEN,
 	    (uInt)(enclen - SPOOL_HDR_LEN));
 	w->rest_len = enclen - SPOOL_HDR_LEN;
-	w->buf = xmalloc(SPOOL_IO_CHUNK);
 	free(enc);
 	return (w);
  fail:
@@ -1412,6 +1426,7 @@ spool_writer_new(struct spool *s, const struct spool_envelope *env,
 			close(w->fd);
 			(void)unlinkat(s->incoming_fd, w->tmpname, 0);
 		}
+		free(w->buf);
 		free(w);
 		errno = saved;
 	}
@@ -1475,20 +1490,23 @@ spool_writer_commit(struct spool_writer *w, spool_done_cb cb,
 	uLong			 crc;
 	int			 saved;
 
-	spool_writer_flush(w);
-	if (w->error == 0) {
-		/* The body length is known only now: patch the header. */
-		spool_put64(w->hdr + 16, w->body_len);
-		if (spool_pwrite(w->fd, w->hdr, SPOOL_HDR_LEN, 0) == -1)
-			w->error = errno;
-	}
+	/* The body length is known only now: patch the header, in the
+	 * buffer when nothing was written yet, else in the file. */
+	spool_put64(w->hdr + 16, w->body_len);
+	if (w->hdr_in_buf)
+		memcpy(w->buf, w->hdr, SPOOL_HDR_LEN);
+	else if (w->error == 0 &&
+	    spool_pwrite(w->fd, w->hdr, SPOOL_HDR_LEN, 0) == -1)
+		w->error = errno;
 	if (w->error == 0) {
 		crc = crc32_combine(crc32(0L, w->hdr, SPOOL_HDR_LEN),
 		    w->crc_rest, (z_off_t)w->rest_len);
 		memcpy(end, SPOOL_END_TAG, 4);
 		spool_put32(end + 4, (uint32_t)crc);
-		if (util_write_all(w->fd, end, sizeof(end)) == -1)
-			w->error = errno;
+		/* The buffer has room for END past SPOOL_IO_CHUNK. */
+		memcpy(w->buf + w->buflen, end, sizeof(end));
+		w->buflen += sizeof(end);
+		spool_writer_flush(w);
 	}
 	if (w->error != 0) {
 		saved = w->error;

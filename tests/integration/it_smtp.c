@@ -14,9 +14,17 @@
  */
 #include "compat.h"
 
+#include <sys/socket.h>
+
+#include <netinet/in.h>
+
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
 
 #include <ctype.h>
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -943,5 +951,157 @@ Test(it_smtp, in12_data_with_content, .timeout = IT_TIMEOUT)
 	it_assert_closed(c, "IN-12 DATA");
 	smtpc_close(c);
 	it_assert_nothing_queued(h, "IN-12 DATA");
+	harness_free(h);
+}
+
+/*
+ * Pipelined replies on the direct write path (plaintext replies are
+ * written straight to the socket after each read, with the write event
+ * only while the socket is full): a client that pipelines 20 transactions
+ * of 2,000 RCPTs (560 kB of replies) with a tiny receive buffer and does not
+ * read for two seconds gets every reply, whole and in order, and the
+ * session goes on to QUIT.  (On Linux loopback the server's send buffer
+ * grows to 4 MiB, which takes all of this, so the short-write branch is
+ * not reached here: no test reaches it, as filling 4 MiB needs more
+ * pipelined commands than the junk and recipient limits allow in test
+ * time.  It hands over to the bufferevent's own write event, the path TLS
+ * sessions always take.)
+ */
+#define IT_BP_RCPTS	2000
+#define IT_BP_TXNS	20
+
+struct it_bp {
+	int	 fd;
+	char	*buf;
+	size_t	 len;
+	int	 error;
+};
+
+static void *
+it_bp_send(void *arg)
+{
+	struct it_bp	*b = arg;
+	size_t		 off = 0;
+	ssize_t		 n;
+
+	while (off < b->len) {
+		n = send(b->fd, b->buf + off, b->len - off, MSG_NOSIGNAL);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			b->error = errno;
+			break;
+		}
+		off += (size_t)n;
+	}
+	return (NULL);
+}
+
+/* The expected reply number k of the pipelined stream. */
+static const char *
+it_bp_want(size_t k)
+{
+	size_t	per = IT_BP_RCPTS + 2;	/* MAIL, RCPTs, RSET */
+
+	if (k >= IT_BP_TXNS * per)
+		return (k == IT_BP_TXNS * per ? "221 " : NULL);
+	k %= per;
+	return (k == 0 ? "250 2.1.0 " : k <= IT_BP_RCPTS ? "250 2.1.5 " :
+	    "250 2.0.0 ");
+}
+
+Test(it_smtp, output_backpressure_pipelined_rcpts, .timeout = 120)
+{
+	struct harness		*h = it_start("max_recipients = 2000;", NULL);
+	struct sockaddr_in	 sin;
+	struct it_bp		 b;
+	struct pollfd		 pfd;
+	pthread_t		 th;
+	char			*in, *line, *next, bad[128] = "";
+	size_t			 inlen = 0, incap, i, t, k = 0;
+	ssize_t			 n;
+	int			 rcvbuf = 4096, fd;
+
+	cr_assert((fd = socket(AF_INET, SOCK_STREAM, 0)) != -1);
+	cr_assert(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf,
+	    sizeof(rcvbuf)) == 0);
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_port = htons((uint16_t)h->listeners[0].port);
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	cr_assert(connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0,
+	    "connect: %s", strerror(errno));
+
+	memset(&b, 0, sizeof(b));
+	b.fd = fd;
+	cr_assert_not_null(b.buf = calloc(1,
+	    64 + (size_t)IT_BP_TXNS * (IT_BP_RCPTS + 2) * 40));
+	incap = (size_t)IT_BP_TXNS * (IT_BP_RCPTS + 2) * 24 + 4096;
+	cr_assert_not_null(in = calloc(1, incap + 1));
+	b.len = (size_t)sprintf(b.buf, "EHLO bp.example\r\n");
+	cr_assert(send(fd, b.buf, b.len, 0) == (ssize_t)b.len);
+	/* The EHLO reply first: EHLO must end a pipelined group. */
+	while (strstr(in, "250 ") == NULL) {
+		pfd.fd = fd;
+		pfd.events = POLLIN;
+		cr_assert(poll(&pfd, 1, 10000) == 1, "no EHLO reply");
+		n = recv(fd, in + inlen, incap - inlen, 0);
+		cr_assert(n > 0);
+		inlen += (size_t)n;
+		in[inlen] = '\0';
+	}
+	inlen = 0;
+	in[0] = '\0';
+	b.len = 0;
+	for (t = 0; t < IT_BP_TXNS; t++) {
+		b.len += (size_t)sprintf(b.buf + b.len,
+		    "MAIL FROM:<a@ok.example>\r\n");
+		for (i = 0; i < IT_BP_RCPTS; i++)
+			b.len += (size_t)sprintf(b.buf + b.len,
+			    "RCPT TO:<r%zu@ok.example>\r\n", i);
+		b.len += (size_t)sprintf(b.buf + b.len, "RSET\r\n");
+	}
+	b.len += (size_t)sprintf(b.buf + b.len, "QUIT\r\n");
+	cr_assert(pthread_create(&th, NULL, it_bp_send, &b) == 0);
+	/* Not reading for a while: the server must stop, not buffer. */
+	sleep(2);
+	for (;;) {
+		pfd.fd = fd;
+		pfd.events = POLLIN;
+		cr_assert(poll(&pfd, 1, 30000) == 1, "replies stopped after "
+		    "%zu octets", inlen);
+		cr_assert(inlen < incap, "more replies than expected");
+		n = recv(fd, in + inlen, incap - inlen, 0);
+		cr_assert(n >= 0, "recv: %s", strerror(errno));
+		if (n == 0)
+			break;
+		inlen += (size_t)n;
+	}
+	in[inlen] = '\0';
+	pthread_join(th, NULL);
+	cr_assert_eq(b.error, 0, "send: %s", strerror(b.error));
+	close(fd);
+
+	/* Checked without an assertion per line (each costs IPC). */
+	for (line = in; *line != '\0' && bad[0] == '\0'; line = next, k++) {
+		const char *w = it_bp_want(k);
+
+		if ((next = strstr(line, "\r\n")) == NULL) {
+			snprintf(bad, sizeof(bad), "reply %zu unterminated",
+			    k);
+			break;
+		}
+		*next = '\0';
+		next += 2;
+		if (w == NULL || strncmp(line, w, strlen(w)) != 0)
+			snprintf(bad, sizeof(bad), "reply %zu: \"%.60s\", "
+			    "want \"%s\"", k, line, w != NULL ? w : "none");
+	}
+	cr_assert(bad[0] == '\0', "%s", bad);
+	cr_assert_eq(k, (size_t)IT_BP_TXNS * (IT_BP_RCPTS + 2) + 1,
+	    "got %zu replies", k);
+	free(in);
+	free(b.buf);
+	it_assert_serves(h, "after backpressure");
 	harness_free(h);
 }

@@ -125,6 +125,12 @@ struct smtp_txn {
 	char			*sender;		/* owned */
 	char			**rcpts;		/* owned */
 	size_t			 nrcpts;
+	size_t			 rcptcap;
+	/* Open-addressing set of rcpts indexes + 1 (0: empty), for the
+	 * duplicate check (IN-28) in constant time: max_recipients may be
+	 * 100000, and a linear scan made a transaction quadratic. */
+	uint32_t		*rset;			/* owned */
+	size_t			 rsetcap;		/* power of 2 */
 	bool			 smtputf8;
 	bool			 eightbit;
 	struct spool_writer	*writer;		/* owned */
@@ -355,6 +361,7 @@ smtp_server_txn_free(struct smtp_txn *t, struct queue *q)
 	for (i = 0; i < t->nrcpts; i++)
 		free(t->rcpts[i]);
 	free(t->rcpts);
+	free(t->rset);
 	free(t->sender);
 	if (t->hdr != NULL)
 		evbuffer_free(t->hdr);
@@ -978,6 +985,70 @@ smtp_server_cmd_mail(struct smtp_session *s, const struct smtp_cmd *cmd)
 	smtp_server_reply(s, "250 2.1.0 Ok");
 }
 
+/*
+ * The recipient set's hash: FNV-1a started from a random per-process value,
+ * so that a client cannot prepare addresses that all land in one probe
+ * chain and make the set as slow as the scan it replaced.
+ */
+static uint64_t	smtp_server_rseed;
+
+static uint64_t
+smtp_server_rcpt_hash(const char *a)
+{
+	uint64_t	h = smtp_server_rseed;
+
+	for (; *a != '\0'; a++)
+		h = (h ^ (unsigned char)*a) * 0x100000001b3ULL;
+	return (h);
+}
+
+static void
+smtp_server_rset_put(uint32_t *set, size_t cap, const char *addr,
+    uint32_t idx1)
+{
+	size_t	i = (size_t)smtp_server_rcpt_hash(addr) & (cap - 1);
+
+	while (set[i] != 0)
+		i = (i + 1) & (cap - 1);
+	set[i] = idx1;
+}
+
+/* Add rcpts[i] to the set, growing it to keep it at most half full. */
+static void
+smtp_server_rcpt_add(struct smtp_txn *t, size_t i)
+{
+	uint32_t	*n;
+	size_t		 cap, k;
+
+	if ((t->nrcpts) * 2 > t->rsetcap) {
+		cap = t->rsetcap == 0 ? 16 : t->rsetcap * 2;
+		n = xcalloc(cap, sizeof(*n));
+		for (k = 0; k < t->nrcpts; k++)
+			if (k != i)
+				smtp_server_rset_put(n, cap, t->rcpts[k],
+				    (uint32_t)k + 1);
+		free(t->rset);
+		t->rset = n;
+		t->rsetcap = cap;
+	}
+	smtp_server_rset_put(t->rset, t->rsetcap, t->rcpts[i],
+	    (uint32_t)i + 1);
+}
+
+static bool
+smtp_server_rcpt_seen(const struct smtp_txn *t, const char *addr)
+{
+	size_t	i;
+
+	if (t->rsetcap == 0)
+		return (false);
+	i = (size_t)smtp_server_rcpt_hash(addr) & (t->rsetcap - 1);
+	for (; t->rset[i] != 0; i = (i + 1) & (t->rsetcap - 1))
+		if (strcmp(t->rcpts[t->rset[i] - 1], addr) == 0)
+			return (true);
+	return (false);
+}
+
 static void
 smtp_server_cmd_rcpt(struct smtp_session *s, const struct smtp_cmd *cmd)
 {
@@ -985,7 +1056,6 @@ smtp_server_cmd_rcpt(struct smtp_session *s, const struct smtp_cmd *cmd)
 	struct smtp_rcpt	 r;
 	const char		*reply;
 	char			 addr[SMTP_PATH_MAX + 2];
-	size_t			 i;
 
 	if (smtp_parse_rcpt(cmd->args, cmd->argslen, t->smtputf8, &r,
 	    &reply) == -1) {
@@ -1012,20 +1082,23 @@ smtp_server_cmd_rcpt(struct smtp_session *s, const struct smtp_cmd *cmd)
 		return;
 	}
 	/* IN-28: a duplicate is accepted once and not counted again. */
-	for (i = 0; i < t->nrcpts; i++) {
-		if (strcmp(t->rcpts[i], addr) == 0) {
-			s->ncmd_ok[cmd->verb]++;
-			smtp_server_reply(s, "250 2.1.5 Ok");
-			return;
-		}
+	if (smtp_server_rcpt_seen(t, addr)) {
+		s->ncmd_ok[cmd->verb]++;
+		smtp_server_reply(s, "250 2.1.5 Ok");
+		return;
 	}
 	if (t->nrcpts >= (size_t)s->rt->conf->limits.max_recipients) {
 		smtp_server_reply(s, "452 4.5.3 Error: too many recipients");
 		smtp_server_error(s);
 		return;
 	}
-	t->rcpts = xreallocarray(t->rcpts, t->nrcpts + 1, sizeof(*t->rcpts));
+	if (t->nrcpts == t->rcptcap) {
+		t->rcptcap = t->rcptcap == 0 ? 4 : t->rcptcap * 2;
+		t->rcpts = xreallocarray(t->rcpts, t->rcptcap,
+		    sizeof(*t->rcpts));
+	}
 	t->rcpts[t->nrcpts++] = xstrdup(addr);
+	smtp_server_rcpt_add(t, t->nrcpts - 1);
 	s->ncmd_ok[cmd->verb]++;
 	smtp_server_enter(s, SMTPS_S_RCPT);
 	smtp_server_reply(s, "250 2.1.5 Ok");
@@ -1896,6 +1969,8 @@ void
 smtp_server_init(const struct smtp_server_env *env)
 {
 	smtp_server_env = *env;
+	util_random(&smtp_server_rseed, sizeof(smtp_server_rseed));
+	smtp_server_rseed ^= 0xcbf29ce484222325ULL;
 	util_map_init(&smtp_server_sessions);
 	util_map_init(&smtp_server_per_ip);
 }

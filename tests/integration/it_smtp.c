@@ -1105,3 +1105,100 @@ Test(it_smtp, output_backpressure_pipelined_rcpts, .timeout = 120)
 	it_assert_serves(h, "after backpressure");
 	harness_free(h);
 }
+
+/*
+ * IN-28 at scale: with max_recipients = 30000, a pipelined transaction of
+ * 30,000 distinct recipients, each also repeated later, and
+ * then one more: every repeat is accepted with 250 and not counted, so the
+ * one more is the 30,001st distinct and gets 452.  The duplicate check is
+ * a hash set: this also runs in a blink where the old linear scan took
+ * seconds.
+ */
+#define IT_DUP_N	30000
+
+Test(it_smtp, in28_duplicates_in_large_transaction, .timeout = IT_TIMEOUT)
+{
+	struct harness		*h = it_start("max_recipients = 30000;", NULL);
+	struct sockaddr_in	 sin;
+	struct it_bp		 b;
+	struct pollfd		 pfd;
+	pthread_t		 th;
+	char			*in, *line, *next, bad[128] = "";
+	size_t			 inlen = 0, incap, i, k = 0;
+	ssize_t			 n;
+	int			 fd;
+
+	cr_assert((fd = socket(AF_INET, SOCK_STREAM, 0)) != -1);
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_port = htons((uint16_t)h->listeners[0].port);
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	cr_assert(connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0,
+	    "connect: %s", strerror(errno));
+	memset(&b, 0, sizeof(b));
+	b.fd = fd;
+	cr_assert_not_null(b.buf = calloc(1, 64 + 3 * IT_DUP_N * 40));
+	incap = 3 * IT_DUP_N * 24 + 4096;
+	cr_assert_not_null(in = calloc(1, incap + 1));
+	b.len = (size_t)sprintf(b.buf, "EHLO dup.example\r\n");
+	cr_assert(send(fd, b.buf, b.len, 0) == (ssize_t)b.len);
+	while (strstr(in, "250 ") == NULL) {
+		pfd.fd = fd;
+		pfd.events = POLLIN;
+		cr_assert(poll(&pfd, 1, 10000) == 1, "no EHLO reply");
+		n = recv(fd, in + inlen, incap - inlen, 0);
+		cr_assert(n > 0);
+		inlen += (size_t)n;
+		in[inlen] = '\0';
+	}
+	inlen = 0;
+	in[0] = '\0';
+	b.len = (size_t)sprintf(b.buf, "MAIL FROM:<a@ok.example>\r\n");
+	for (i = 0; i < IT_DUP_N; i++)
+		b.len += (size_t)sprintf(b.buf + b.len,
+		    "RCPT TO:<d%zu@ok.example>\r\n", i);
+	/* The repeats, in another order. */
+	for (i = 0; i < IT_DUP_N; i++)
+		b.len += (size_t)sprintf(b.buf + b.len,
+		    "RCPT TO:<d%zu@ok.example>\r\n", (i * 7919) % IT_DUP_N);
+	b.len += (size_t)sprintf(b.buf + b.len,
+	    "RCPT TO:<one-more@ok.example>\r\nQUIT\r\n");
+	cr_assert(pthread_create(&th, NULL, it_bp_send, &b) == 0);
+	for (;;) {
+		pfd.fd = fd;
+		pfd.events = POLLIN;
+		cr_assert(poll(&pfd, 1, 60000) == 1, "replies stopped after "
+		    "%zu octets", inlen);
+		cr_assert(inlen < incap, "more replies than expected");
+		n = recv(fd, in + inlen, incap - inlen, 0);
+		cr_assert(n >= 0, "recv: %s", strerror(errno));
+		if (n == 0)
+			break;
+		inlen += (size_t)n;
+	}
+	in[inlen] = '\0';
+	pthread_join(th, NULL);
+	cr_assert_eq(b.error, 0, "send: %s", strerror(b.error));
+	close(fd);
+	for (line = in; *line != '\0' && bad[0] == '\0'; line = next, k++) {
+		const char *w = k == 0 ? "250 2.1.0 " :
+		    k <= 2 * IT_DUP_N ? "250 2.1.5 " :
+		    k == 2 * IT_DUP_N + 1 ? "452 4.5.3 " : "221 ";
+
+		if ((next = strstr(line, "\r\n")) == NULL) {
+			snprintf(bad, sizeof(bad), "reply %zu unterminated",
+			    k);
+			break;
+		}
+		*next = '\0';
+		next += 2;
+		if (strncmp(line, w, strlen(w)) != 0)
+			snprintf(bad, sizeof(bad), "reply %zu: \"%.60s\", "
+			    "want \"%s\"", k, line, w);
+	}
+	cr_assert(bad[0] == '\0', "%s", bad);
+	cr_assert_eq(k, (size_t)2 * IT_DUP_N + 3, "got %zu replies", k);
+	free(in);
+	free(b.buf);
+	harness_free(h);
+}

@@ -997,6 +997,111 @@ it_bp_send(void *arg)
 	return (NULL);
 }
 
+/*
+ * A raw connection to listener 0 (receive buffer rcvbuf when > 0) that has
+ * had its EHLO answered; for tests that pipeline more than smtpc does.
+ */
+static int
+it_raw_ehlo(struct harness *h, int rcvbuf)
+{
+	struct sockaddr_in	 sin;
+	struct pollfd		 pfd;
+	char			 buf[4096];
+	size_t			 len = 0;
+	ssize_t			 n;
+	int			 fd;
+
+	cr_assert((fd = socket(AF_INET, SOCK_STREAM, 0)) != -1);
+	if (rcvbuf > 0)
+		cr_assert(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf,
+		    sizeof(rcvbuf)) == 0);
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_port = htons((uint16_t)h->listeners[0].port);
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	cr_assert(connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0,
+	    "connect: %s", strerror(errno));
+	cr_assert(send(fd, "EHLO raw.example\r\n", 18, 0) == 18);
+	/* Banner and EHLO reply: EHLO must end a pipelined group. */
+	buf[0] = '\0';
+	while (strstr(buf, "\r\n250 ") == NULL) {
+		pfd.fd = fd;
+		pfd.events = POLLIN;
+		cr_assert(poll(&pfd, 1, 10000) == 1, "no EHLO reply");
+		cr_assert(len < sizeof(buf) - 1, "EHLO reply too long");
+		n = recv(fd, buf + len, sizeof(buf) - 1 - len, 0);
+		cr_assert(n > 0, "EHLO reply: connection closed");
+		len += (size_t)n;
+		buf[len] = '\0';
+	}
+	return (fd);
+}
+
+/*
+ * Send b->buf from a thread while reading every reply until EOF into a
+ * NUL-terminated buffer of at most cap octets (returned, to free); after
+ * waiting wait_s seconds first, without reading.  The send must complete.
+ */
+static char *
+it_pipeline(struct it_bp *b, size_t cap, unsigned wait_s)
+{
+	struct pollfd	 pfd;
+	pthread_t	 th;
+	char		*in;
+	size_t		 len = 0;
+	ssize_t		 n;
+
+	cr_assert_not_null(in = calloc(1, cap + 1));
+	cr_assert(pthread_create(&th, NULL, it_bp_send, b) == 0);
+	if (wait_s > 0)
+		sleep(wait_s);
+	for (;;) {
+		pfd.fd = b->fd;
+		pfd.events = POLLIN;
+		cr_assert(poll(&pfd, 1, 60000) == 1, "replies stopped after "
+		    "%zu octets", len);
+		cr_assert(len < cap, "more replies than expected");
+		n = recv(b->fd, in + len, cap - len, 0);
+		cr_assert(n >= 0, "recv: %s", strerror(errno));
+		if (n == 0)
+			break;
+		len += (size_t)n;
+	}
+	in[len] = '\0';
+	pthread_join(th, NULL);
+	cr_assert_eq(b->error, 0, "send: %s", strerror(b->error));
+	return (in);
+}
+
+/*
+ * Check CRLF-separated replies against want(k) (a prefix; NULL: none
+ * expected) without an assertion per line, which costs IPC each; the
+ * number of replies.
+ */
+static size_t
+it_check_replies(char *in, const char *(*want)(size_t))
+{
+	char	*line, *next, bad[128] = "";
+	size_t	 k = 0;
+
+	for (line = in; *line != '\0' && bad[0] == '\0'; line = next, k++) {
+		const char *w = want(k);
+
+		if ((next = strstr(line, "\r\n")) == NULL) {
+			snprintf(bad, sizeof(bad), "reply %zu unterminated",
+			    k);
+			break;
+		}
+		*next = '\0';
+		next += 2;
+		if (w == NULL || strncmp(line, w, strlen(w)) != 0)
+			snprintf(bad, sizeof(bad), "reply %zu: \"%.60s\", "
+			    "want \"%s\"", k, line, w != NULL ? w : "none");
+	}
+	cr_assert(bad[0] == '\0', "%s", bad);
+	return (k);
+}
+
 /* The expected reply number k of the pipelined stream. */
 static const char *
 it_bp_want(size_t k)
@@ -1012,47 +1117,15 @@ it_bp_want(size_t k)
 
 Test(it_smtp, output_backpressure_pipelined_rcpts, .timeout = 120)
 {
-	struct harness		*h = it_start("max_recipients = 2000;", NULL);
-	struct sockaddr_in	 sin;
-	struct it_bp		 b;
-	struct pollfd		 pfd;
-	pthread_t		 th;
-	char			*in, *line, *next, bad[128] = "";
-	size_t			 inlen = 0, incap, i, t, k = 0;
-	ssize_t			 n;
-	int			 rcvbuf = 4096, fd;
-
-	cr_assert((fd = socket(AF_INET, SOCK_STREAM, 0)) != -1);
-	cr_assert(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf,
-	    sizeof(rcvbuf)) == 0);
-	memset(&sin, 0, sizeof(sin));
-	sin.sin_family = AF_INET;
-	sin.sin_port = htons((uint16_t)h->listeners[0].port);
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	cr_assert(connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0,
-	    "connect: %s", strerror(errno));
+	struct harness	*h = it_start("max_recipients = 2000;", NULL);
+	struct it_bp	 b;
+	char		*in;
+	size_t		 i, t;
 
 	memset(&b, 0, sizeof(b));
-	b.fd = fd;
+	b.fd = it_raw_ehlo(h, 4096);
 	cr_assert_not_null(b.buf = calloc(1,
 	    64 + (size_t)IT_BP_TXNS * (IT_BP_RCPTS + 2) * 40));
-	incap = (size_t)IT_BP_TXNS * (IT_BP_RCPTS + 2) * 24 + 4096;
-	cr_assert_not_null(in = calloc(1, incap + 1));
-	b.len = (size_t)sprintf(b.buf, "EHLO bp.example\r\n");
-	cr_assert(send(fd, b.buf, b.len, 0) == (ssize_t)b.len);
-	/* The EHLO reply first: EHLO must end a pipelined group. */
-	while (strstr(in, "250 ") == NULL) {
-		pfd.fd = fd;
-		pfd.events = POLLIN;
-		cr_assert(poll(&pfd, 1, 10000) == 1, "no EHLO reply");
-		n = recv(fd, in + inlen, incap - inlen, 0);
-		cr_assert(n > 0);
-		inlen += (size_t)n;
-		in[inlen] = '\0';
-	}
-	inlen = 0;
-	in[0] = '\0';
-	b.len = 0;
 	for (t = 0; t < IT_BP_TXNS; t++) {
 		b.len += (size_t)sprintf(b.buf + b.len,
 		    "MAIL FROM:<a@ok.example>\r\n");
@@ -1062,44 +1135,12 @@ Test(it_smtp, output_backpressure_pipelined_rcpts, .timeout = 120)
 		b.len += (size_t)sprintf(b.buf + b.len, "RSET\r\n");
 	}
 	b.len += (size_t)sprintf(b.buf + b.len, "QUIT\r\n");
-	cr_assert(pthread_create(&th, NULL, it_bp_send, &b) == 0);
 	/* Not reading for a while: the server must stop, not buffer. */
-	sleep(2);
-	for (;;) {
-		pfd.fd = fd;
-		pfd.events = POLLIN;
-		cr_assert(poll(&pfd, 1, 30000) == 1, "replies stopped after "
-		    "%zu octets", inlen);
-		cr_assert(inlen < incap, "more replies than expected");
-		n = recv(fd, in + inlen, incap - inlen, 0);
-		cr_assert(n >= 0, "recv: %s", strerror(errno));
-		if (n == 0)
-			break;
-		inlen += (size_t)n;
-	}
-	in[inlen] = '\0';
-	pthread_join(th, NULL);
-	cr_assert_eq(b.error, 0, "send: %s", strerror(b.error));
-	close(fd);
-
-	/* Checked without an assertion per line (each costs IPC). */
-	for (line = in; *line != '\0' && bad[0] == '\0'; line = next, k++) {
-		const char *w = it_bp_want(k);
-
-		if ((next = strstr(line, "\r\n")) == NULL) {
-			snprintf(bad, sizeof(bad), "reply %zu unterminated",
-			    k);
-			break;
-		}
-		*next = '\0';
-		next += 2;
-		if (w == NULL || strncmp(line, w, strlen(w)) != 0)
-			snprintf(bad, sizeof(bad), "reply %zu: \"%.60s\", "
-			    "want \"%s\"", k, line, w != NULL ? w : "none");
-	}
-	cr_assert(bad[0] == '\0', "%s", bad);
-	cr_assert_eq(k, (size_t)IT_BP_TXNS * (IT_BP_RCPTS + 2) + 1,
-	    "got %zu replies", k);
+	in = it_pipeline(&b,
+	    (size_t)IT_BP_TXNS * (IT_BP_RCPTS + 2) * 24 + 4096, 2);
+	close(b.fd);
+	cr_assert_eq(it_check_replies(in, it_bp_want),
+	    (size_t)IT_BP_TXNS * (IT_BP_RCPTS + 2) + 1);
 	free(in);
 	free(b.buf);
 	it_assert_serves(h, "after backpressure");
@@ -1116,43 +1157,29 @@ Test(it_smtp, output_backpressure_pipelined_rcpts, .timeout = 120)
  */
 #define IT_DUP_N	30000
 
+/* 250 for MAIL and every RCPT, 452 for the one more, then 221. */
+static const char *
+it_dup_want(size_t k)
+{
+	if (k == 0)
+		return ("250 2.1.0 ");
+	if (k <= 2 * IT_DUP_N)
+		return ("250 2.1.5 ");
+	if (k == 2 * IT_DUP_N + 1)
+		return ("452 4.5.3 ");
+	return (k == 2 * IT_DUP_N + 2 ? "221 " : NULL);
+}
+
 Test(it_smtp, in28_duplicates_in_large_transaction, .timeout = IT_TIMEOUT)
 {
-	struct harness		*h = it_start("max_recipients = 30000;", NULL);
-	struct sockaddr_in	 sin;
-	struct it_bp		 b;
-	struct pollfd		 pfd;
-	pthread_t		 th;
-	char			*in, *line, *next, bad[128] = "";
-	size_t			 inlen = 0, incap, i, k = 0;
-	ssize_t			 n;
-	int			 fd;
+	struct harness	*h = it_start("max_recipients = 30000;", NULL);
+	struct it_bp	 b;
+	char		*in;
+	size_t		 i;
 
-	cr_assert((fd = socket(AF_INET, SOCK_STREAM, 0)) != -1);
-	memset(&sin, 0, sizeof(sin));
-	sin.sin_family = AF_INET;
-	sin.sin_port = htons((uint16_t)h->listeners[0].port);
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	cr_assert(connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0,
-	    "connect: %s", strerror(errno));
 	memset(&b, 0, sizeof(b));
-	b.fd = fd;
+	b.fd = it_raw_ehlo(h, 0);
 	cr_assert_not_null(b.buf = calloc(1, 64 + 3 * IT_DUP_N * 40));
-	incap = 3 * IT_DUP_N * 24 + 4096;
-	cr_assert_not_null(in = calloc(1, incap + 1));
-	b.len = (size_t)sprintf(b.buf, "EHLO dup.example\r\n");
-	cr_assert(send(fd, b.buf, b.len, 0) == (ssize_t)b.len);
-	while (strstr(in, "250 ") == NULL) {
-		pfd.fd = fd;
-		pfd.events = POLLIN;
-		cr_assert(poll(&pfd, 1, 10000) == 1, "no EHLO reply");
-		n = recv(fd, in + inlen, incap - inlen, 0);
-		cr_assert(n > 0);
-		inlen += (size_t)n;
-		in[inlen] = '\0';
-	}
-	inlen = 0;
-	in[0] = '\0';
 	b.len = (size_t)sprintf(b.buf, "MAIL FROM:<a@ok.example>\r\n");
 	for (i = 0; i < IT_DUP_N; i++)
 		b.len += (size_t)sprintf(b.buf + b.len,
@@ -1163,41 +1190,10 @@ Test(it_smtp, in28_duplicates_in_large_transaction, .timeout = IT_TIMEOUT)
 		    "RCPT TO:<d%zu@ok.example>\r\n", (i * 7919) % IT_DUP_N);
 	b.len += (size_t)sprintf(b.buf + b.len,
 	    "RCPT TO:<one-more@ok.example>\r\nQUIT\r\n");
-	cr_assert(pthread_create(&th, NULL, it_bp_send, &b) == 0);
-	for (;;) {
-		pfd.fd = fd;
-		pfd.events = POLLIN;
-		cr_assert(poll(&pfd, 1, 60000) == 1, "replies stopped after "
-		    "%zu octets", inlen);
-		cr_assert(inlen < incap, "more replies than expected");
-		n = recv(fd, in + inlen, incap - inlen, 0);
-		cr_assert(n >= 0, "recv: %s", strerror(errno));
-		if (n == 0)
-			break;
-		inlen += (size_t)n;
-	}
-	in[inlen] = '\0';
-	pthread_join(th, NULL);
-	cr_assert_eq(b.error, 0, "send: %s", strerror(b.error));
-	close(fd);
-	for (line = in; *line != '\0' && bad[0] == '\0'; line = next, k++) {
-		const char *w = k == 0 ? "250 2.1.0 " :
-		    k <= 2 * IT_DUP_N ? "250 2.1.5 " :
-		    k == 2 * IT_DUP_N + 1 ? "452 4.5.3 " : "221 ";
-
-		if ((next = strstr(line, "\r\n")) == NULL) {
-			snprintf(bad, sizeof(bad), "reply %zu unterminated",
-			    k);
-			break;
-		}
-		*next = '\0';
-		next += 2;
-		if (strncmp(line, w, strlen(w)) != 0)
-			snprintf(bad, sizeof(bad), "reply %zu: \"%.60s\", "
-			    "want \"%s\"", k, line, w);
-	}
-	cr_assert(bad[0] == '\0', "%s", bad);
-	cr_assert_eq(k, (size_t)2 * IT_DUP_N + 3, "got %zu replies", k);
+	in = it_pipeline(&b, 3 * IT_DUP_N * 24 + 4096, 0);
+	close(b.fd);
+	cr_assert_eq(it_check_replies(in, it_dup_want),
+	    (size_t)2 * IT_DUP_N + 3);
 	free(in);
 	free(b.buf);
 	harness_free(h);
